@@ -1,0 +1,1 @@
+"""Launch, trainer loop, checkpointing, proposal extraction and multi-scale evaluation."""

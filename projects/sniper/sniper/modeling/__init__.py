@@ -1,0 +1,1 @@
+"""The detector: no-resize transform, backbones with FPN, ignore-aware RPN and RoI heads."""

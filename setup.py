@@ -36,7 +36,7 @@ ext_modules = [
         ],
         include_dirs=["chipping/csrc"],
         cxx_std=17,
-        extra_compile_args=["-O3"],
+        extra_compile_args=["-O3", "-ffp-contract=off"],
     )
 ]
 

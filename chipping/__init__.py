@@ -8,6 +8,7 @@ from chipping.planner import (  # noqa: F401
     ChipAssignment,
     ChipPlan,
     assign_boxes,
+    assign_boxes_batch,
     focus_chips,
     focus_chips_batch,
     focus_chips_to_image,

@@ -1,0 +1,316 @@
+"""Public, typed API of the chip planner (DESIGN.md sections 4 and 5). numpy in, numpy out.
+
+Frames: boxes and proposals are float32 XYXY in original-image pixels (exclusive right/bottom
+edge); chips are integer XYXY on the *canvas* of their scale (the image resized by the scale's
+factor; ``ChipPlan.chips`` gives them in image pixels); assigned boxes are in chip pixels.
+
+Every function takes ``backend="compiled"`` (the C++ extension, default) or ``"reference"``
+(the pure-numpy twin in ``chipping._reference``); both give identical results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from chipping import _checks
+from chipping.focus import focus_chips, focus_chips_batch, focus_chips_to_image
+from chipping.plan_types import ChipAssignment, ChipPlan
+from chipping.scales import (
+    ScaleSpec,
+    _factor_from_row,
+    image_seed,
+    image_seeds,
+    parse_ranges,
+    parse_scales,
+    scale_factor,
+    scaled_size,
+)
+
+__all__ = [
+    "ChipAssignment", "ChipPlan", "assign_boxes", "assign_boxes_batch", "focus_chips",
+    "focus_chips_batch", "focus_chips_to_image", "image_seed", "parse_scales",
+    "plan_negative_chips", "plan_negative_chips_batch", "plan_positive_chips",
+    "plan_positive_chips_batch", "scale_factor", "scaled_size",
+]
+
+DEFAULT_SCALES: tuple[ScaleSpec, ...] = (3.0, 1.667, (512.0, 512.0))
+DEFAULT_VALID_RANGES: tuple[tuple[float, float], ...] = ((-1, 80), (32, 150), (120, -1))
+
+
+def _impl(backend: str):
+    if backend == "compiled":
+        from chipping import _planner
+
+        return _planner
+    if backend == "reference":
+        from chipping import _reference
+
+        return _reference
+    raise ValueError(f"backend must be 'compiled' or 'reference', got {backend!r}")
+
+
+def _seeds(seed: int | None, seeds: object, n: int) -> np.ndarray:
+    if seeds is not None:
+        arr = np.asarray(seeds)
+        if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"seeds must be {n} integers, got shape {arr.shape} "
+                             f"dtype {arr.dtype}")
+        return arr.astype(np.uint64)
+    return image_seeds(_checks.check_int(seed, "seed", 0, (1 << 64) - 1), n)
+
+
+def _prepare(image_sizes: object, scales: Sequence[ScaleSpec],
+             valid_ranges: Sequence[Sequence[float]], chip_size: int, stride: int):
+    sizes = _checks.as_image_sizes(image_sizes)
+    scale_rows = parse_scales(scales)
+    ranges = parse_ranges(valid_ranges, len(scale_rows))
+    chip, step = _checks.check_grid(chip_size, stride)
+    factors = np.array([[_factor_from_row(r, h, w) for r in scale_rows] for h, w in sizes],
+                       dtype=np.float64).reshape(len(sizes), len(scale_rows))
+    _checks.check_canvases(sizes, factors, chip, step)
+    return sizes, scale_rows, ranges, chip, step
+
+
+def plan_positive_chips_batch(
+    boxes: Sequence[np.ndarray] | np.ndarray,
+    image_sizes: np.ndarray | Sequence[tuple[int, int]],
+    scales: Sequence[ScaleSpec] = DEFAULT_SCALES,
+    valid_ranges: Sequence[Sequence[float]] = DEFAULT_VALID_RANGES,
+    chip_size: int = 512,
+    stride: int = 32,
+    *,
+    box_splits: np.ndarray | None = None,
+    jitter: bool = False,
+    seed: int = 0,
+    seeds: np.ndarray | None = None,
+    num_threads: int = 0,
+    backend: str = "compiled",
+) -> ChipPlan:
+    """Positive SNIPER chips for many images in one call (threads, GIL released).
+
+    Per image and scale: candidate chips of ``chip_size`` on a grid of ``stride`` over the
+    canvas (plus chips flush with the right/bottom edges; a canvas side shorter than a chip
+    gives one whole-side chip), then the greedy cover of the boxes whose size
+    ``sqrt(w * h)`` (image px) lies in that scale's ``[lo, hi)``: repeatedly the candidate that
+    fully contains the most not-yet-covered boxes (ties: lowest row-major index, or a seeded
+    random order when ``jitter``), until no remaining box fits any candidate.
+
+    Args:
+        boxes: per-image float ``(N_i, 4)`` XYXY image-px arrays, or one ``(B, 4)`` array with
+            ``box_splits`` (int ``(num_images + 1,)`` offsets).
+        image_sizes: ``(num_images, 2)`` (height, width).
+        scales: factors or (short, long) pairs; see ``chipping.scales``.
+        valid_ranges: one (lo, hi) per scale, image px, -1 = open end.
+        jitter: random grid offset in ``[0, stride)`` per scale and axis, random tie order.
+        seed: image ``i`` uses ``image_seed(seed, i)``; or give ``seeds`` (uint64 per image).
+        num_threads: 0 = all cores.
+
+    Returns:
+        A ``ChipPlan`` ordered by image, then scale, then greedy pick order.
+    """
+    sizes, scale_rows, ranges, chip, step = _prepare(image_sizes, scales, valid_ranges,
+                                                     chip_size, stride)
+    n = len(sizes)
+    flat, splits = _checks.flatten_boxes(boxes, box_splits, n, "boxes")
+    per_box = np.repeat(np.arange(n), np.diff(splits))
+    _checks.check_inside(flat, sizes[per_box, 0], sizes[per_box, 1], "boxes", splits)
+    raw = _impl(backend).plan_positive_batch(
+        flat, splits, sizes, scale_rows, ranges, chip, step, bool(jitter),
+        _seeds(seed, seeds, n), _checks.check_int(num_threads, "num_threads", 0))
+    return ChipPlan.from_raw(raw, ranges)
+
+
+def plan_positive_chips(
+    boxes: np.ndarray,
+    image_size: tuple[int, int],
+    scales: Sequence[ScaleSpec] = DEFAULT_SCALES,
+    valid_ranges: Sequence[Sequence[float]] = DEFAULT_VALID_RANGES,
+    chip_size: int = 512,
+    stride: int = 32,
+    *,
+    jitter: bool = False,
+    seed: int = 0,
+    backend: str = "compiled",
+) -> ChipPlan:
+    """Positive chips of one image; see ``plan_positive_chips_batch``.
+
+    ``seed`` seeds this image's random stream directly (only used with ``jitter``).
+    """
+    size = _checks.check_image_size(image_size)
+    return plan_positive_chips_batch(
+        [boxes], [size], scales, valid_ranges, chip_size, stride, jitter=jitter,
+        seeds=np.array([_checks.check_int(seed, "seed", 0, (1 << 64) - 1)], dtype=np.uint64),
+        num_threads=1, backend=backend)
+
+
+def _group_positives(positive: ChipPlan, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if not isinstance(positive, ChipPlan):
+        raise ValueError(f"positive must be a ChipPlan, got {type(positive).__name__}")
+    if len(positive) and (positive.image_index.min() < 0 or positive.image_index.max() >= n):
+        raise ValueError(f"positive.image_index must lie in [0, {n}), got values in "
+                         f"[{positive.image_index.min()}, {positive.image_index.max()}]")
+    order = np.argsort(positive.image_index, kind="stable")
+    splits = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(positive.image_index, minlength=n)[:n], out=splits[1:])
+    return (np.ascontiguousarray(positive.scale_index[order]),
+            np.ascontiguousarray(positive.chips_scaled[order]), splits)
+
+
+def plan_negative_chips_batch(
+    proposals: Sequence[np.ndarray] | np.ndarray,
+    image_sizes: np.ndarray | Sequence[tuple[int, int]],
+    positive: ChipPlan,
+    scales: Sequence[ScaleSpec] = DEFAULT_SCALES,
+    valid_ranges: Sequence[Sequence[float]] = DEFAULT_VALID_RANGES,
+    chip_size: int = 512,
+    stride: int = 32,
+    *,
+    min_proposals: Sequence[int] = (25, 10, 10),
+    proposal_splits: np.ndarray | None = None,
+    jitter: bool = False,
+    seed: int = 0,
+    seeds: np.ndarray | None = None,
+    num_threads: int = 0,
+    backend: str = "compiled",
+) -> ChipPlan:
+    """Negative SNIPER chips for many images: cover what the RPN fires on outside positives.
+
+    Per image and scale: the proposals whose size is in the scale's range and that are not
+    fully inside a positive chip of that scale are greedily covered by grid chips (as the
+    positive cover); a chip is kept while it newly covers more than ``min_proposals[scale]``
+    of them. ``positive`` must be planned with the same scales. Images without positives
+    still get negative chips.
+
+    Returns:
+        A ``ChipPlan``; ``counts`` holds the proposals each chip newly covered.
+    """
+    sizes, scale_rows, ranges, chip, step = _prepare(image_sizes, scales, valid_ranges,
+                                                     chip_size, stride)
+    n = len(sizes)
+    flat, splits = _checks.flatten_boxes(proposals, proposal_splits, n, "proposals")
+    per_box = np.repeat(np.arange(n), np.diff(splits))
+    _checks.check_inside(flat, sizes[per_box, 0], sizes[per_box, 1], "proposals", splits)
+    if isinstance(min_proposals, (str, bytes)) or len(min_proposals) != len(scale_rows):
+        raise ValueError(f"min_proposals = {min_proposals!r}: need one count per scale "
+                         f"({len(scale_rows)})")
+    mins = np.array([_checks.check_int(m, f"min_proposals[{i}]", 0)
+                     for i, m in enumerate(min_proposals)], dtype=np.int64)
+    pos_scale, pos_chips, pos_splits = _group_positives(positive, n)
+    if len(pos_scale) and pos_scale.max() >= len(scale_rows):
+        raise ValueError(f"positive has scale_index {int(pos_scale.max())} but only "
+                         f"{len(scale_rows)} scales were given")
+    raw = _impl(backend).plan_negative_batch(
+        flat, splits, pos_scale, pos_chips, pos_splits, sizes, scale_rows, ranges, mins, chip,
+        step, bool(jitter), _seeds(seed, seeds, n),
+        _checks.check_int(num_threads, "num_threads", 0))
+    return ChipPlan.from_raw(raw, ranges)
+
+
+def plan_negative_chips(
+    proposals: np.ndarray,
+    image_size: tuple[int, int],
+    positive: ChipPlan,
+    scales: Sequence[ScaleSpec] = DEFAULT_SCALES,
+    valid_ranges: Sequence[Sequence[float]] = DEFAULT_VALID_RANGES,
+    chip_size: int = 512,
+    stride: int = 32,
+    *,
+    min_proposals: Sequence[int] = (25, 10, 10),
+    jitter: bool = False,
+    seed: int = 0,
+    backend: str = "compiled",
+) -> ChipPlan:
+    """Negative chips of one image; ``positive`` holds this image's positive chips."""
+    size = _checks.check_image_size(image_size)
+    if isinstance(positive, ChipPlan) and len(positive):
+        positive = ChipPlan(np.zeros_like(positive.image_index), positive.scale_index,
+                            positive.chips_scaled, positive.factors, positive.counts,
+                            positive.valid_ranges)
+    return plan_negative_chips_batch(
+        [proposals], [size], positive, scales, valid_ranges, chip_size, stride,
+        min_proposals=min_proposals, jitter=jitter,
+        seeds=np.array([_checks.check_int(seed, "seed", 0, (1 << 64) - 1)], dtype=np.uint64),
+        num_threads=1, backend=backend)
+
+
+def assign_boxes_batch(
+    chips: ChipPlan,
+    boxes: Sequence[np.ndarray] | np.ndarray,
+    *,
+    box_splits: np.ndarray | None = None,
+    crowd: Sequence[np.ndarray] | np.ndarray | None = None,
+    min_inside: float = 0.5,
+    min_box_size: float = 2.0,
+    num_threads: int = 0,
+    backend: str = "compiled",
+) -> ChipAssignment:
+    """Valid and ignore boxes of every chip, in chip pixels.
+
+    For chip ``k`` (image ``chips.image_index[k]``), each box of that image overlapping the
+    chip is clipped to it and mapped to chip pixels ``(box * factor - chip corner)``; if the
+    clipped box is narrower or lower than ``min_box_size`` chip px it is removed. It is
+    *valid* if it is not crowd, its size (image px) is in the chip's range, and at least
+    ``min_inside`` of its area lies inside the chip; every other overlapping box is *ignore*.
+
+    Args:
+        boxes: per-image arrays (one per image of the plan, ``max(image_index) + 1`` at
+            least), or one array with ``box_splits``.
+        crowd: per-box flags (same layout as boxes): crowd boxes are always ignore.
+    """
+    if not isinstance(chips, ChipPlan):
+        raise ValueError(f"chips must be a ChipPlan, got {type(chips).__name__}")
+    if box_splits is not None:
+        n = len(np.asarray(box_splits)) - 1
+    elif isinstance(boxes, Sequence):
+        n = len(boxes)
+    else:
+        raise ValueError("boxes must be a list of per-image arrays, or one array with "
+                         "box_splits")
+    flat, splits = _checks.flatten_boxes(boxes, box_splits, n, "boxes")
+    if len(chips) and (chips.image_index.min() < 0 or chips.image_index.max() >= n):
+        raise ValueError(f"chips refer to image {int(chips.image_index.max())} but boxes are "
+                         f"given for {n} images")
+    flags = np.zeros(len(flat), dtype=np.uint8)
+    if crowd is not None:
+        parts = crowd if box_splits is None else [crowd]
+        flags = np.concatenate([np.asarray(c, dtype=bool).reshape(-1) for c in parts] or
+                               [np.zeros(0, bool)]).astype(np.uint8)
+        if flags.shape != (len(flat),):
+            raise ValueError(f"crowd must have one flag per box ({len(flat)}), got "
+                             f"{flags.shape[0]}")
+    if not (0.0 <= float(min_inside) <= 1.0):
+        raise ValueError(f"min_inside must be in [0, 1], got {min_inside!r}")
+    if not (np.isfinite(float(min_box_size)) and float(min_box_size) >= 0):
+        raise ValueError(f"min_box_size must be a finite number >= 0, got {min_box_size!r}")
+    raw = _impl(backend).assign_boxes_batch(
+        np.ascontiguousarray(chips.image_index, dtype=np.int32),
+        np.ascontiguousarray(chips.chips_scaled, dtype=np.int32),
+        np.ascontiguousarray(chips.factors, dtype=np.float64),
+        np.ascontiguousarray(chips.chip_ranges, dtype=np.float64), flat, splits, flags,
+        float(min_inside), float(min_box_size),
+        _checks.check_int(num_threads, "num_threads", 0))
+    return ChipAssignment.from_raw(raw)
+
+
+def assign_boxes(
+    chips: ChipPlan,
+    boxes: np.ndarray,
+    *,
+    crowd: np.ndarray | None = None,
+    min_inside: float = 0.5,
+    min_box_size: float = 2.0,
+    backend: str = "compiled",
+) -> ChipAssignment:
+    """Valid and ignore boxes of each chip of one image; see ``assign_boxes_batch``."""
+    if isinstance(chips, ChipPlan) and len(chips) and len(np.unique(chips.image_index)) > 1:
+        raise ValueError("chips span several images; use assign_boxes_batch")
+    if isinstance(chips, ChipPlan):
+        chips = chips.select(slice(None))
+        chips = ChipPlan(np.zeros_like(chips.image_index), chips.scale_index, chips.chips_scaled,
+                         chips.factors, chips.counts, chips.valid_ranges)
+    return assign_boxes_batch(chips, [boxes], crowd=None if crowd is None else [crowd],
+                              min_inside=min_inside, min_box_size=min_box_size, num_threads=1,
+                              backend=backend)
+

@@ -1,0 +1,141 @@
+"""Scales, valid ranges and seeds: the small shared vocabulary of the planner.
+
+A *scale* is either a factor on the original image (``3.0``) or a ``(short_target, long_cap)``
+pair: the image is resized so its short side becomes ``short_target`` unless its long side would
+then exceed ``long_cap`` (``-1`` = no cap). "Long side 512" is the pair ``(512, 512)``.
+
+A *valid range* ``(lo, hi)`` is a half-open interval ``[lo, hi)`` of box sizes ``sqrt(w * h)``
+in original-image pixels; ``-1`` marks an open end.
+
+Image sizes are ``(height, width)`` in pixels, as torchvision and detectron2.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+ScaleSpec = float | tuple[float, float]
+
+MASK64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
+# Largest canvas side (int32 corners with headroom).
+MAX_CANVAS_SIDE = 1 << 28
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+
+
+def parse_scales(scales: Sequence[ScaleSpec]) -> np.ndarray:
+    """Normalizes scale specs into a float64 ``(S, 3)`` array of rows ``(is_pair, a, b)``.
+
+    Raises:
+        ValueError: naming the offending entry, for an empty list, a non-positive or non-finite
+            factor, or a malformed pair.
+    """
+    if isinstance(scales, (str, bytes)) or not isinstance(scales, Sequence) or len(scales) == 0:
+        raise ValueError(f"scales must be a non-empty list of factors or (short, long) pairs, "
+                         f"got {scales!r}")
+    rows = []
+    for i, s in enumerate(scales):
+        if _is_number(s):
+            if not (math.isfinite(float(s)) and float(s) > 0):
+                raise ValueError(f"scales[{i}] = {s!r}: a factor must be finite and > 0")
+            rows.append((0.0, float(s), 0.0))
+        elif isinstance(s, Sequence) and len(s) == 2 and all(_is_number(v) for v in s):
+            short, long_cap = float(s[0]), float(s[1])
+            if not (math.isfinite(short) and short > 0):
+                raise ValueError(f"scales[{i}] = {s!r}: short-side target must be finite and > 0")
+            if not (long_cap == -1 or (math.isfinite(long_cap) and long_cap > 0)):
+                raise ValueError(f"scales[{i}] = {s!r}: long-side cap must be > 0 or -1 (none)")
+            rows.append((1.0, short, long_cap))
+        else:
+            raise ValueError(f"scales[{i}] = {s!r}: expected a factor or a (short, long) pair")
+    return np.asarray(rows, dtype=np.float64)
+
+
+def _factor_from_row(row: np.ndarray, height: int, width: int) -> float:
+    if row[0] == 0.0:
+        return float(row[1])
+    f = float(row[1]) / float(min(height, width))
+    if row[2] > 0:
+        f = min(f, float(row[2]) / float(max(height, width)))
+    return f
+
+
+def scale_factor(scale: ScaleSpec, image_size: tuple[int, int]) -> float:
+    """Resize factor of ``scale`` for an image of ``(height, width)`` pixels."""
+    height, width = _check_image_size(image_size)
+    return _factor_from_row(parse_scales([scale])[0], height, width)
+
+
+def scaled_length(length: int, factor: float) -> int:
+    """Canvas length of an image side at ``factor``: round half up, at least 1 pixel."""
+    return max(1, int(math.floor(float(length) * factor + 0.5)))
+
+
+def scaled_size(image_size: tuple[int, int], factor: float) -> tuple[int, int]:
+    """Canvas ``(height, width)`` of an image of ``image_size`` resized by ``factor``."""
+    height, width = _check_image_size(image_size)
+    return scaled_length(height, factor), scaled_length(width, factor)
+
+
+def parse_ranges(valid_ranges: Sequence[Sequence[float]], num_scales: int,
+                 name: str = "valid_ranges") -> np.ndarray:
+    """Normalizes valid ranges into a float64 ``(S, 2)`` array ``[lo, hi)``; -1 -> 0 / +inf."""
+    if isinstance(valid_ranges, (str, bytes)) or not isinstance(valid_ranges, Sequence):
+        raise ValueError(f"{name} must be a list of (lo, hi) pairs, got {valid_ranges!r}")
+    if len(valid_ranges) != num_scales:
+        raise ValueError(f"{name} has {len(valid_ranges)} entries but there are {num_scales} "
+                         f"scales; give one (lo, hi) per scale")
+    out = np.empty((num_scales, 2), dtype=np.float64)
+    for i, r in enumerate(valid_ranges):
+        if not (isinstance(r, Sequence) and len(r) == 2 and all(_is_number(v) for v in r)):
+            raise ValueError(f"{name}[{i}] = {r!r}: expected a (lo, hi) pair of numbers")
+        lo, hi = float(r[0]), float(r[1])
+        lo = 0.0 if lo == -1 else lo
+        hi = math.inf if hi == -1 else hi
+        if not (math.isfinite(lo) and lo >= 0) or math.isnan(hi) or hi <= lo:
+            raise ValueError(f"{name}[{i}] = {r!r}: need 0 <= lo < hi (-1 = open end)")
+        out[i] = (lo, hi)
+    return out
+
+
+def mix64(z: int) -> int:
+    """splitmix64 finalizer on a 64-bit integer (same as the compiled planner)."""
+    z &= MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def image_seed(seed: int, index: int) -> int:
+    """Seed of image ``index`` in a batch planned with ``seed``.
+
+    ``plan_positive_chips(..., seed=image_seed(s, i))`` plans image ``i`` exactly as
+    ``plan_positive_chips_batch(..., seed=s)`` does.
+    """
+    return mix64((int(seed) + (int(index) + 1) * GOLDEN) & MASK64)
+
+
+def image_seeds(seed: int, num_images: int) -> np.ndarray:
+    """``image_seed(seed, i)`` for ``i in range(num_images)`` as uint64, vectorized."""
+    with np.errstate(over="ignore"):
+        z = np.uint64(int(seed) & MASK64) + (np.arange(1, num_images + 1, dtype=np.uint64)
+                                               * np.uint64(GOLDEN))
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def _check_image_size(image_size: object, name: str = "image_size") -> tuple[int, int]:
+    if not (isinstance(image_size, (Sequence, np.ndarray)) and len(image_size) == 2
+            and all(_is_number(v) and float(v) == int(v) for v in image_size)):
+        raise ValueError(f"{name} must be (height, width) integers, got {image_size!r}")
+    height, width = int(image_size[0]), int(image_size[1])
+    if height <= 0 or width <= 0:
+        raise ValueError(f"{name} = {image_size!r}: height and width must be > 0")
+    return height, width

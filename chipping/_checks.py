@@ -103,7 +103,9 @@ def as_image_sizes(image_sizes: object, name: str = "image_sizes") -> np.ndarray
 
 
 def check_int(value: object, name: str, minimum: int, maximum: int | None = None) -> int:
-    if not _is_number(value) or float(value) != int(value):
+    integral = isinstance(value, (int, np.integer)) or (
+        isinstance(value, (float, np.floating)) and float(value).is_integer())
+    if isinstance(value, bool) or not integral:
         raise ValueError(f"{name} must be an integer, got {value!r}")
     v = int(value)
     if v < minimum or (maximum is not None and v > maximum):

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from chipping.scales import MAX_CANVAS_SIDE, _check_image_size, _is_number
+from chipping.scales import MAX_CANVAS_SIDE, _check_image_size
 
 # Upper bound on candidate chips of one scale of one image (memory guard).
 MAX_CANDIDATES = 50_000_000

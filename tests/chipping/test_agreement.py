@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from planner_strategies import images_with_boxes, plan_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from planner_strategies import images_with_boxes, plan_settings
 
 from chipping import planner
 

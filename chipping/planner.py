@@ -19,7 +19,7 @@ from chipping.focus import focus_chips, focus_chips_batch, focus_chips_to_image
 from chipping.plan_types import ChipAssignment, ChipPlan
 from chipping.scales import (
     ScaleSpec,
-    _factor_from_row,
+    factors_for_sizes,
     image_seed,
     image_seeds,
     parse_ranges,
@@ -67,8 +67,7 @@ def _prepare(image_sizes: object, scales: Sequence[ScaleSpec],
     scale_rows = parse_scales(scales)
     ranges = parse_ranges(valid_ranges, len(scale_rows))
     chip, step = _checks.check_grid(chip_size, stride)
-    factors = np.array([[_factor_from_row(r, h, w) for r in scale_rows] for h, w in sizes],
-                       dtype=np.float64).reshape(len(sizes), len(scale_rows))
+    factors = factors_for_sizes(scale_rows, sizes)
     _checks.check_canvases(sizes, factors, chip, step)
     return sizes, scale_rows, ranges, chip, step
 

@@ -66,6 +66,17 @@ def _factor_from_row(row: np.ndarray, height: int, width: int) -> float:
     return f
 
 
+def factors_for_sizes(scale_rows: np.ndarray, image_sizes: np.ndarray) -> np.ndarray:
+    """float64 ``(N, S)`` factor of every scale row for every ``(height, width)`` image."""
+    h = image_sizes[:, 0:1].astype(np.float64)
+    w = image_sizes[:, 1:2].astype(np.float64)
+    is_pair, a, b = scale_rows[:, 0], scale_rows[:, 1], scale_rows[:, 2]
+    by_short = a / np.minimum(h, w)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        by_long = np.where(b > 0, b / np.maximum(h, w), np.inf)
+    return np.where(is_pair > 0, np.minimum(by_short, by_long), a + 0 * h)
+
+
 def scale_factor(scale: ScaleSpec, image_size: tuple[int, int]) -> float:
     """Resize factor of ``scale`` for an image of ``(height, width)`` pixels."""
     height, width = _check_image_size(image_size)

@@ -1,0 +1,153 @@
+"""Loaders built from the config: the infinite, resumable training chip loader and test records.
+
+The training loader plans each epoch's chips in the main process (fast: the C++ planner), then
+a ``torch.utils.data.DataLoader`` maps whole batches in worker processes (one worker decodes
+each image of its batch once). ``state_dict()`` gives ``{"epoch", "batch_in_epoch"}``;
+``load_state_dict`` resumes at that exact batch with the same chips, order and flips.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from sniper.data.catalog import DatasetCatalog
+from sniper.data.chip_mapper import ChipMapper
+from sniper.data.chip_sampler import ChipSampler
+from sniper.data.proposals import load_proposals
+from sniper.structures import ChipSpec
+
+logger = logging.getLogger("sniper.data")
+
+
+def register_builtin_datasets() -> None:
+    """Registers the built-in synthetic datasets (idempotent)."""
+    from sniper.data.synthetic import register_synthetic_datasets
+
+    register_synthetic_datasets()
+
+
+def get_records(names: Sequence[str]) -> list[dict]:
+    """Concatenated records of registered datasets ``names``."""
+    if isinstance(names, str):
+        names = [names]
+    if len(names) == 0:
+        raise ValueError("no dataset given (DATASETS.TRAIN / DATASETS.TEST is empty)")
+    register_builtin_datasets()
+    records: list[dict] = []
+    for name in names:
+        records += DatasetCatalog.get(name)
+    return records
+
+
+class _BatchDataset(Dataset):
+    """Map-style dataset whose items are whole batches of ``ChipSpec``."""
+
+    def __init__(self, batches: list[list[ChipSpec]], mapper: ChipMapper) -> None:
+        self.batches, self.mapper = batches, mapper
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int) -> list[tuple[torch.Tensor, dict]]:
+        return self.mapper(self.batches[index])
+
+
+def _identity(batch):
+    return batch
+
+
+class TrainChipLoader:
+    """Infinite iterator over training batches (lists of ``(image, target)``), epoch by epoch.
+
+    Args:
+        sampler: plans each epoch's chips.
+        mapper: turns chip specs into tensors.
+        chips_per_batch: chips per batch on this rank.
+        rank, world_size: distributed position; each rank gets its share of every epoch.
+        num_workers: DataLoader worker processes (0 = map in the main process).
+    """
+
+    def __init__(self, sampler: ChipSampler, mapper: ChipMapper, chips_per_batch: int,
+                 rank: int = 0, world_size: int = 1, num_workers: int = 0) -> None:
+        self.sampler, self.mapper = sampler, mapper
+        self.chips_per_batch, self.rank, self.world_size = chips_per_batch, rank, world_size
+        self.num_workers = num_workers
+        self.epoch, self.batch_in_epoch = 0, 0
+        self._iter: Iterator | None = None
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.batch_in_epoch = int(state["epoch"]), int(state["batch_in_epoch"])
+        self._iter = None
+
+    def epoch_batches(self, epoch: int) -> list[list[ChipSpec]]:
+        return self.sampler.epoch_batches(epoch, self.chips_per_batch, self.rank,
+                                          self.world_size)
+
+    def _start_epoch(self) -> Iterator:
+        batches = self.epoch_batches(self.epoch)
+        if not batches:
+            raise RuntimeError("the training set yields no chips: no image has a box in any "
+                               "scale's valid range (check SNIPER.VALID_RANGES and the data)")
+        loader = DataLoader(_BatchDataset(batches[self.batch_in_epoch:], self.mapper),
+                            batch_size=None, shuffle=False, num_workers=self.num_workers,
+                            collate_fn=_identity, persistent_workers=False)
+        logger.info("epoch %d: %d batches of %d chips on rank %d", self.epoch, len(batches),
+                    self.chips_per_batch, self.rank)
+        return iter(loader)
+
+    def __iter__(self) -> TrainChipLoader:
+        return self
+
+    def __next__(self) -> list[tuple[torch.Tensor, dict]]:
+        while True:
+            if self._iter is None:
+                self._iter = self._start_epoch()
+            try:
+                batch = next(self._iter)
+            except StopIteration:
+                self.epoch, self.batch_in_epoch, self._iter = self.epoch + 1, 0, None
+                continue
+            self.batch_in_epoch += 1
+            if batch:  # all chips of a batch can be skipped (unreadable images)
+                return batch
+
+
+def build_chip_sampler(cfg, records: list[dict]) -> ChipSampler:
+    """The ``ChipSampler`` of ``cfg.SNIPER`` over ``records``."""
+    s = cfg.SNIPER
+    proposals = load_proposals(s.PROPOSALS_FILE, records) if s.PROPOSALS_FILE else None
+    return ChipSampler(
+        records, list(s.TRAIN_SCALES), [list(r) for r in s.VALID_RANGES], s.CHIP_SIZE,
+        s.CHIP_STRIDE, jitter=s.STRIDE_JITTER, min_box_size=s.MIN_BOX_SIZE,
+        proposals=proposals, neg_per_image=s.NEG_CHIPS_PER_IMAGE,
+        neg_min_proposals=list(s.NEG_MIN_PROPOSALS),
+        flip=cfg.INPUT.RANDOM_FLIP == "horizontal", seed=max(int(cfg.SEED), 0))
+
+
+def build_chip_mapper(cfg) -> ChipMapper:
+    mean = list(cfg.MODEL.PIXEL_MEAN)  # RGB order
+    pad = mean if cfg.INPUT.FORMAT == "RGB" else mean[::-1]
+    return ChipMapper(cfg.INPUT.FORMAT, pad)
+
+
+def build_train_loader(cfg, rank: int = 0, world_size: int = 1) -> TrainChipLoader:
+    """The infinite training loader of ``cfg`` for this rank (see ``TrainChipLoader``)."""
+    total = int(cfg.SOLVER.IMS_PER_BATCH)
+    if total % world_size:
+        raise ValueError(f"SOLVER.IMS_PER_BATCH = {total} must be divisible by the number of "
+                         f"processes ({world_size})")
+    records = get_records(cfg.DATASETS.TRAIN)
+    return TrainChipLoader(build_chip_sampler(cfg, records), build_chip_mapper(cfg),
+                           total // world_size, rank, world_size, cfg.DATALOADER.NUM_WORKERS)
+
+
+def build_test_loader(cfg, dataset_name: str) -> list[dict]:
+    """The records of test dataset ``dataset_name``."""
+    return get_records([dataset_name])

@@ -1,0 +1,98 @@
+"""Chip records and the only chip <-> image coordinate mapping of the project.
+
+Frames (DESIGN.md section 3): *image* = original image pixels; *canvas* = the image resized
+by the chip's scale factor ``f``; *chip* = pixels of one chip, whose top-left corner is at
+integer canvas pixel ``(cx1, cy1)``. Hence ``chip = image * f - (cx1, cy1)`` and
+``image = (chip + (cx1, cy1)) / f``. Boxes are float32 XYXY with exclusive right/bottom edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ChipSpec:
+    """Everything needed to cut one training chip and its targets; small and picklable.
+
+    Attributes:
+        image_index: index of the image in the dataset's record list.
+        file_name: path of the image file.
+        image_size: (height, width) of the image in its record.
+        scale_index: index into the training scales.
+        factor: resize factor of this scale for this image.
+        canvas_box: int ``(4,)`` XYXY chip corners on the canvas (chip px).
+        chip_size: side of the padded square sample (chip px).
+        boxes: float32 ``(V, 4)`` valid GT boxes in chip px (clipped to the chip).
+        classes: int64 ``(V,)`` contiguous class ids 0..C-1 of ``boxes``.
+        ignore_boxes: float32 ``(G, 4)`` ignore regions in chip px.
+        valid_range: float64 ``(2,)`` ``[lo, hi)`` box size range in image px.
+        negative: True for negative chips (mined from proposals).
+        flip: whether the mapper flips this chip horizontally (drawn by the seeded sampler).
+        chip_id: id of the chip within its epoch (position in the epoch's plan).
+    """
+
+    image_index: int
+    file_name: str
+    image_size: tuple[int, int]
+    scale_index: int
+    factor: float
+    canvas_box: tuple[int, int, int, int]
+    chip_size: int
+    boxes: np.ndarray = field(repr=False)
+    classes: np.ndarray = field(repr=False)
+    ignore_boxes: np.ndarray = field(repr=False)
+    valid_range: tuple[float, float] = (0.0, float("inf"))
+    negative: bool = False
+    flip: bool = False
+    chip_id: int = 0
+
+    @property
+    def width(self) -> int:
+        """Chip width in chip px before padding."""
+        return int(self.canvas_box[2] - self.canvas_box[0])
+
+    @property
+    def height(self) -> int:
+        """Chip height in chip px before padding."""
+        return int(self.canvas_box[3] - self.canvas_box[1])
+
+    @property
+    def image_box(self) -> np.ndarray:
+        """float64 ``(4,)`` the chip's extent in image px."""
+        return np.asarray(self.canvas_box, dtype=np.float64) / self.factor
+
+    @property
+    def valid_range_chip(self) -> np.ndarray:
+        """float32 ``(2,)`` the valid size range in chip px (``hi`` may be inf)."""
+        return (np.asarray(self.valid_range, dtype=np.float64) * self.factor).astype(np.float32)
+
+    def image_to_chip(self, boxes_img: np.ndarray) -> np.ndarray:
+        """Maps float ``(N, 4)`` image-px boxes into this chip's pixels (not clipped)."""
+        return image_to_chip(boxes_img, self.canvas_box, self.factor)
+
+    def chip_to_image(self, boxes_chip: np.ndarray) -> np.ndarray:
+        """Maps float ``(N, 4)`` chip-px boxes back to image px."""
+        return chip_to_image(boxes_chip, self.canvas_box, self.factor)
+
+
+def image_to_chip(boxes_img: np.ndarray, canvas_box, factor: float) -> np.ndarray:
+    """``boxes_img * factor - (cx1, cy1, cx1, cy1)`` as float32 ``(N, 4)``."""
+    b = np.asarray(boxes_img, dtype=np.float64).reshape(-1, 4)
+    origin = np.array([canvas_box[0], canvas_box[1], canvas_box[0], canvas_box[1]], np.float64)
+    return (b * factor - origin).astype(np.float32)
+
+
+def chip_to_image(boxes_chip: np.ndarray, canvas_box, factor: float) -> np.ndarray:
+    """``(boxes_chip + (cx1, cy1, cx1, cy1)) / factor`` as float32 ``(N, 4)``."""
+    b = np.asarray(boxes_chip, dtype=np.float64).reshape(-1, 4)
+    origin = np.array([canvas_box[0], canvas_box[1], canvas_box[0], canvas_box[1]], np.float64)
+    return ((b + origin) / factor).astype(np.float32)
+
+
+def flip_boxes(boxes: np.ndarray, width: float) -> np.ndarray:
+    """Horizontal flip of float ``(N, 4)`` XYXY boxes in a frame ``width`` px wide."""
+    b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    return np.stack([width - b[:, 2], b[:, 1], width - b[:, 0], b[:, 3]], axis=1)

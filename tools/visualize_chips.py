@@ -1,0 +1,62 @@
+"""Draws the SNIPER training chips of chosen images, one PNG per image.
+
+GT boxes are coloured by the scale at which they are valid (grey: valid at none), chips by
+their scale (thick rectangles, in image pixels).
+
+    python tools/visualize_chips.py --dataset synthetic_digits_val --images 0 1 2 \\
+        --output output/chips [--config-file configs/sniper/synthetic.yaml] [--epoch 0] \\
+        [KEY VALUE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import cv2
+
+from sniper.config import add_sniper_config, get_cfg
+from sniper.data.build import build_chip_sampler, get_records
+from sniper.data.chip_mapper import read_image
+from sniper.visualization import draw_chips
+
+
+def main(argv: list[str] | None = None) -> list[str]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="synthetic_digits_val", help="registered dataset")
+    ap.add_argument("--images", type=int, nargs="*", default=[0, 1, 2],
+                    help="indices of the images in the dataset")
+    ap.add_argument("--output", default="output/chips", help="folder for the PNGs")
+    ap.add_argument("--config-file", default="", help="YAML config (SNIPER.* keys used)")
+    ap.add_argument("--epoch", type=int, default=0, help="epoch whose chips are drawn")
+    ap.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    args = ap.parse_args(argv)
+    cfg = add_sniper_config(get_cfg())
+    if args.config_file:
+        cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    records = get_records([args.dataset])
+    bad = [i for i in args.images if not 0 <= i < len(records)]
+    if bad:
+        sys.exit(f"--images {bad}: {args.dataset} has {len(records)} images")
+    sampler = build_chip_sampler(cfg, records)
+    plan, _ = sampler.plan_chips(args.epoch)
+    os.makedirs(args.output, exist_ok=True)
+    names = [str(s) for s in cfg.SNIPER.TRAIN_SCALES]
+    written = []
+    for i in args.images:
+        sel = plan.for_image(i)
+        image = read_image(records[i]["file_name"], "RGB")
+        drawn = draw_chips(image, sel.chips, sel.scale_index, records[i]["boxes"],
+                           cfg.SNIPER.VALID_RANGES, names)
+        path = os.path.join(args.output, f"chips_{args.dataset}_{i}.png")
+        cv2.imwrite(path, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+        written.append(path)
+        print(f"{path}: {len(sel)} chips " + ", ".join(
+            f"{n}: {int((sel.scale_index == s).sum())}" for s, n in enumerate(names)))
+    return written
+
+
+if __name__ == "__main__":
+    main()

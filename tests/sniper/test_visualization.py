@@ -9,7 +9,7 @@ from sniper.visualization import NOT_VALID_COLOR, draw_chips, scale_color, valid
 
 def test_valid_scale_of_boxes():
     boxes = np.array([[0, 0, 10, 10], [0, 0, 50, 50], [0, 0, 200, 200]], np.float32)
-    assert valid_scale_of_boxes(boxes, [[-1, 40], [30, 100]]).tolist() == [0, 0, -1]
+    assert valid_scale_of_boxes(boxes, [[-1, 40], [30, 100]]).tolist() == [0, 1, -1]
     assert valid_scale_of_boxes(boxes, [[60, -1], [-1, 20]]).tolist() == [1, -1, 0]
 
 

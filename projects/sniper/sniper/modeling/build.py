@@ -1,0 +1,31 @@
+"""`build_model(cfg)`: the detector named by MODEL.META_ARCHITECTURE, on MODEL.DEVICE."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from fvcore.common.config import CfgNode
+from torch import nn
+
+from .detector import META_ARCH_REGISTRY
+
+__all__ = ["build_model"]
+
+logger = logging.getLogger(__name__)
+
+
+def build_model(cfg: CfgNode) -> nn.Module:
+    """Build `META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE).from_config(cfg)` and move it
+    to `cfg.MODEL.DEVICE`. The config needs `add_sniper_config` (SNIPER.* keys).
+
+    The model starts in training mode: `model(images, targets)` returns a loss dict;
+    after `model.eval()`, `model(images)` returns per-image detections in input pixels
+    (see `sniper.modeling.detector`).
+    """
+    model = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE).from_config(cfg)
+    model.to(torch.device(cfg.MODEL.DEVICE))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    logger.info("built %s: %d parameters (%d trainable)", type(model).__name__, total, trainable)
+    return model

@@ -1,0 +1,146 @@
+"""SniperRCNN: Faster R-CNN + FPN that never resizes, with SNIPER's ignore-aware heads.
+
+Inputs (both modes): a list of (3, H, W) images, uint8 or float in 0-255, channel order
+INPUT.FORMAT; chips at their chip size, test images already at their test scale.
+
+Training targets, per image (all in the pixels of that input, i.e. chip px):
+    boxes        float32 (N, 4) XYXY valid GT boxes (N may be 0: negative chip)
+    labels       int64 (N,) classes 1..C (0 = background is never a GT label)
+    ignore_boxes float32 (M, 4) optional, GT boxes of the wrong size for this chip's scale
+    valid_range  float32 (2,) optional, [lo, hi] box size sqrt(w*h) range in chip px
+
+Outputs: in training a loss dict ({"loss_objectness", "loss_rpn_box_reg"} and, unless
+RPN-only, {"loss_classifier", "loss_box_reg"}); in eval a list with one dict per image:
+{"boxes" float (D, 4) XYXY input px, "scores" (D,), "labels" int64 (D,) in 1..C}
+(torchvision convention; subtract 1 for 0-based dataset ids). In RPN-only mode eval returns
+the proposals: "boxes", "scores" = objectness probability, "labels" = all 1.
+"""
+
+from __future__ import annotations
+
+import torch
+from fvcore.common.config import CfgNode
+from fvcore.common.registry import Registry
+from torch import Tensor, nn
+from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+
+from .backbone import build_backbone
+from .roi_heads import RangeAwareRoIHeads, build_roi_heads
+from .rpn import IgnoreAwareRPN, build_rpn
+from .transform import NoResizeTransform
+
+__all__ = ["META_ARCH_REGISTRY", "SniperRCNN", "check_targets"]
+
+META_ARCH_REGISTRY = Registry("META_ARCH")
+META_ARCH_REGISTRY.__doc__ = (
+    "Detector classes with a `from_config(cfg)` classmethod; MODEL.META_ARCHITECTURE names one."
+)
+
+
+def check_targets(
+    targets: list[dict[str, Tensor]], num_images: int, num_classes: int | None = None
+) -> None:
+    """Validate training targets (see module doc); labels must lie in 1..num_classes when
+    `num_classes` is given.
+
+    Raises:
+        ValueError: naming the image index and the offending field.
+    """
+    if len(targets) != num_images:
+        raise ValueError(f"got {len(targets)} targets for {num_images} images")
+    for i, t in enumerate(targets):
+        boxes, labels = t.get("boxes"), t.get("labels")
+        if boxes is None or labels is None:
+            raise ValueError(f"target {i} needs 'boxes' and 'labels'")
+        if boxes.dim() != 2 or boxes.shape[-1] != 4 or not boxes.is_floating_point():
+            raise ValueError(f"target {i}: boxes must be float (N, 4), got {tuple(boxes.shape)}")
+        if labels.dtype != torch.int64 or labels.shape != boxes.shape[:1]:
+            raise ValueError(f"target {i}: labels must be int64 (N,) matching boxes")
+        if num_classes is not None and labels.numel() and not (
+            labels.min() >= 1 and labels.max() <= num_classes
+        ):
+            raise ValueError(f"target {i}: labels {labels.tolist()} not in 1..{num_classes}")
+        degenerate = (boxes[:, 2:] <= boxes[:, :2]).any(dim=1)
+        if degenerate.any():
+            bad = boxes[degenerate][0].tolist()
+            raise ValueError(f"target {i}: degenerate box {bad} (needs x2 > x1 and y2 > y1)")
+        ignore = t.get("ignore_boxes")
+        if ignore is not None and (ignore.dim() != 2 or ignore.shape[-1] != 4):
+            raise ValueError(f"target {i}: ignore_boxes must be (M, 4), got {tuple(ignore.shape)}")
+        valid_range = t.get("valid_range")
+        if valid_range is not None and valid_range.numel() != 2:
+            raise ValueError(f"target {i}: valid_range must hold [lo, hi]")
+
+
+@META_ARCH_REGISTRY.register()
+class SniperRCNN(GeneralizedRCNN):
+    """Faster R-CNN + FPN for SNIPER chips (module doc gives inputs, targets and outputs).
+
+    Args:
+        backbone: FPNBackbone-like module with `out_channels`, returning pyramid features.
+        rpn: IgnoreAwareRPN (its forward also returns objectness scores).
+        roi_heads: RangeAwareRoIHeads, or None for the RPN-only model.
+        transform: NoResizeTransform (normalize + pad, never resize).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        rpn: IgnoreAwareRPN,
+        roi_heads: RangeAwareRoIHeads | None,
+        transform: NoResizeTransform,
+    ) -> None:
+        super().__init__(backbone, rpn, roi_heads, transform)
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode) -> SniperRCNN:
+        """Build from MODEL.*, INPUT.FORMAT and SNIPER.* (needs `add_sniper_config`)."""
+        backbone = build_backbone(cfg)
+        rpn = build_rpn(cfg, backbone.out_channels, len(backbone.level_names))
+        roi_heads = None
+        if not cfg.MODEL.RPN_ONLY:
+            roi_heads = build_roi_heads(cfg, backbone.out_channels, backbone.pooler_level_names)
+        transform = NoResizeTransform(
+            cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD, cfg.INPUT.FORMAT, size_divisible=32
+        )
+        return cls(backbone, rpn, roi_heads, transform)
+
+    @property
+    def num_classes(self) -> int | None:
+        """Number of object classes C (labels 1..C), None for the RPN-only model."""
+        if self.roi_heads is None:
+            return None
+        return int(self.roi_heads.box_predictor.cls_score.out_features) - 1
+
+    @property
+    def rpn_only(self) -> bool:
+        """True when the model has no RoI heads (negative chip mining stage)."""
+        return self.roi_heads is None
+
+    def forward(  # type: ignore[override]
+        self,
+        images: list[Tensor],
+        targets: list[dict[str, Tensor]] | None = None,
+    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        """Loss dict in training mode, per-image detections (or proposals) in eval mode."""
+        if self.training:
+            if targets is None:
+                raise ValueError("targets are required in training mode")
+            check_targets(targets, len(images), self.num_classes)
+        image_list, targets = self.transform(images, targets if self.training else None)
+        features = self.backbone(image_list.tensors)
+        proposals, objectness, losses = self.rpn(image_list, features, targets)
+        if self.roi_heads is None:
+            if self.training:
+                return losses
+            return [
+                {"boxes": b, "scores": s, "labels": s.new_ones(s.shape, dtype=torch.int64)}
+                for b, s in zip(proposals, objectness, strict=True)
+            ]
+        detections, head_losses = self.roi_heads(
+            features, proposals, image_list.image_sizes, targets
+        )
+        if self.training:
+            losses.update(head_losses)
+            return losses
+        return detections

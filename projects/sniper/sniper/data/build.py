@@ -95,9 +95,14 @@ class TrainChipLoader:
         if not batches:
             raise RuntimeError("the training set yields no chips: no image has a box in any "
                                "scale's valid range (check SNIPER.VALID_RANGES and the data)")
+        # A seeded generator: creating this loader must not draw from torch's global RNG,
+        # or a resumed run would sample RPN/RoI targets differently from an uninterrupted one.
+        generator = torch.Generator().manual_seed(
+            self.sampler.seed * 1_000_003 + self.epoch * 7919 + self.rank)
         loader = DataLoader(_BatchDataset(batches[self.batch_in_epoch:], self.mapper),
                             batch_size=None, shuffle=False, num_workers=self.num_workers,
-                            collate_fn=_identity, persistent_workers=False)
+                            collate_fn=_identity, persistent_workers=False,
+                            generator=generator)
         logger.info("epoch %d: %d batches of %d chips on rank %d", self.epoch, len(batches),
                     self.chips_per_batch, self.rank)
         return iter(loader)

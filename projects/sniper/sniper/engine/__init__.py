@@ -1,1 +1,64 @@
-"""Launch, trainer loop, checkpointing, proposal extraction and multi-scale evaluation."""
+"""Launch, trainer loop, checkpointing, events, single-scale COCO evaluation, CLI setup."""
+
+from .checkpoint import Checkpointer, get_rng_state, set_rng_state
+from .defaults import (
+    default_argument_parser,
+    default_setup,
+    load_config_or_exit,
+    seed_all_rng,
+    setup_logger,
+)
+from .evaluation import COCOEvaluator, inference_on_dataset, load_image
+from .events import TrainingEvents
+from .launch import (
+    all_gather,
+    create_ddp_model,
+    get_local_rank,
+    get_rank,
+    get_world_size,
+    is_main_process,
+    launch,
+    reduce_dict,
+    synchronize,
+)
+from .solver import (
+    AmpSettings,
+    LRMultiplier,
+    build_lr_scheduler,
+    build_optimizer,
+    clip_gradients,
+    resolve_amp,
+)
+from .trainer import SniperTrainer, check_losses
+
+__all__ = [
+    "AmpSettings",
+    "COCOEvaluator",
+    "Checkpointer",
+    "LRMultiplier",
+    "SniperTrainer",
+    "TrainingEvents",
+    "all_gather",
+    "build_lr_scheduler",
+    "build_optimizer",
+    "check_losses",
+    "clip_gradients",
+    "create_ddp_model",
+    "default_argument_parser",
+    "default_setup",
+    "get_local_rank",
+    "get_rank",
+    "get_rng_state",
+    "get_world_size",
+    "inference_on_dataset",
+    "is_main_process",
+    "launch",
+    "load_config_or_exit",
+    "load_image",
+    "reduce_dict",
+    "resolve_amp",
+    "seed_all_rng",
+    "set_rng_state",
+    "setup_logger",
+    "synchronize",
+]

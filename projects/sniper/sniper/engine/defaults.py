@@ -1,0 +1,164 @@
+"""Command line and job setup shared by the entry points (detectron2's `engine.defaults`).
+
+`default_argument_parser()` gives the detectron2 flags (`--config-file --resume --eval-only
+--num-gpus --num-machines --machine-rank --dist-url` and trailing `KEY VALUE` overrides);
+`default_setup(cfg, args)` prepares a process of the job: output folder, logging to the
+console and `<OUTPUT_DIR>/log.txt` (`log.txt.rank<N>` on other ranks), the resolved config
+saved as `<OUTPUT_DIR>/config.yaml`, and the RNG seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+from fvcore.common.config import CfgNode
+
+from .checkpoint import atomic_write
+from .launch import get_rank, get_world_size, is_main_process
+
+__all__ = [
+    "default_argument_parser",
+    "default_setup",
+    "load_config_or_exit",
+    "seed_all_rng",
+    "setup_logger",
+]
+
+_FORMAT = "[%(asctime)s %(name)s %(levelname)s] %(message)s"
+_DATEFMT = "%m/%d %H:%M:%S"
+
+
+def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParser:
+    """The detectron2 command line; `KEY VALUE` pairs after the flags land in `args.opts`."""
+    parser = argparse.ArgumentParser(
+        epilog=epilog or (
+            "Examples:\n"
+            "  python train_net.py --config-file cfg.yaml --num-gpus 8\n"
+            "  python train_net.py --config-file cfg.yaml --resume\n"
+            "  python train_net.py --config-file cfg.yaml --eval-only MODEL.WEIGHTS m.pth\n"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config-file", default="", metavar="FILE", help="YAML config file")
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="continue from OUTPUT_DIR/last_checkpoint (iteration, LR, data order, RNG)",
+    )
+    parser.add_argument("--eval-only", action="store_true", help="only evaluate MODEL.WEIGHTS")
+    parser.add_argument("--num-gpus", type=int, default=1, help="processes per machine")
+    parser.add_argument("--num-machines", type=int, default=1, help="machines in the job")
+    parser.add_argument("--machine-rank", type=int, default=0, help="this machine's index")
+    parser.add_argument(
+        "--dist-url", default="auto",
+        help='rendezvous URL tcp://HOST:PORT; "auto" = a free port on localhost (1 machine)',
+    )
+    parser.add_argument(
+        "opts", default=[], nargs=argparse.REMAINDER,
+        help="config overrides as KEY VALUE pairs, e.g. SOLVER.BASE_LR 0.01",
+    )
+    return parser
+
+
+def load_config_or_exit(config_file: str, opts: list[str]) -> CfgNode:
+    """`sniper.config.setup_cfg`, or exit with status 2 and a one-line message naming the
+    bad key / value / file (no traceback), as argparse does for bad flags."""
+    from sniper.config import setup_cfg
+
+    try:
+        return setup_cfg(config_file, opts)
+    except (KeyError, ValueError, FileNotFoundError) as err:
+        message = err.args[0] if err.args else repr(err)
+        print(f"error: bad config: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def setup_logger(output_dir: str | None, rank: int = 0, name: str = "sniper") -> logging.Logger:
+    """Log `name` (and the `chipping` / `fvcore` loggers) at INFO: to stdout on rank 0, and
+    to `<output_dir>/log.txt` (rank 0) or `log.txt.rank<N>`. Safe to call more than once."""
+    formatter = logging.Formatter(_FORMAT, datefmt=_DATEFMT)
+    handlers: list[logging.Handler] = []
+    if rank == 0:
+        console = logging.StreamHandler(sys.stdout)
+        console.setFormatter(formatter)
+        handlers.append(console)
+    if output_dir:
+        filename = os.path.join(output_dir, "log.txt" if rank == 0 else f"log.txt.rank{rank}")
+        os.makedirs(output_dir, exist_ok=True)
+        file_handler = logging.FileHandler(filename, encoding="utf-8")
+        file_handler.setFormatter(formatter)
+        handlers.append(file_handler)
+    for logger_name in (name, "chipping", "fvcore"):
+        target = logging.getLogger(logger_name)
+        for old in [h for h in target.handlers if getattr(h, "_sniper_setup", False)]:
+            target.removeHandler(old)
+            old.close()
+        for handler in handlers:
+            handler._sniper_setup = True  # type: ignore[attr-defined]
+            target.addHandler(handler)
+        target.setLevel(logging.INFO)
+        target.propagate = False
+    return logging.getLogger(name)
+
+
+def seed_all_rng(seed: int | None = None) -> int:
+    """Seed python `random`, numpy and torch (all devices); None or < 0 draws a seed.
+
+    Returns:
+        The seed used.
+    """
+    if seed is None or seed < 0:
+        seed = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
+        logging.getLogger(__name__).info("using a random seed: %d", seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (the legacy global generator is seeded on purpose)
+    torch.manual_seed(seed)
+    return seed
+
+
+def _environment() -> str:
+    cuda = torch.cuda.is_available()
+    lines = [
+        f"python {sys.version.split()[0]}, torch {torch.__version__}, numpy {np.__version__}",
+        f"CUDA available: {cuda}" + (f" ({torch.cuda.get_device_name(0)})" if cuda else ""),
+        f"torch threads: {torch.get_num_threads()}, world size: {get_world_size()}",
+    ]
+    return "\n".join(lines)
+
+
+def default_setup(cfg: CfgNode, args: Any) -> None:
+    """Prepare this process of the job for `cfg`.
+
+    Creates OUTPUT_DIR, sets up logging, logs the environment, the command line and the
+    config, writes the resolved config to `<OUTPUT_DIR>/config.yaml` (main process,
+    atomically) and seeds the RNGs with `SEED + rank` (SEED < 0: a random seed per rank,
+    logged).
+
+    Args:
+        cfg: the resolved config (see `sniper.config.setup_cfg`).
+        args: the parsed command line (`default_argument_parser`), or None.
+    """
+    output_dir = cfg.OUTPUT_DIR
+    rank = get_rank()
+    if is_main_process() and output_dir:
+        os.makedirs(output_dir, exist_ok=True)
+    logger = setup_logger(output_dir, rank=rank)
+    logger.info("rank %d of %d; environment:\n%s", rank, get_world_size(), _environment())
+    if args is not None:
+        logger.info("command line arguments: %s", args)
+        if getattr(args, "config_file", ""):
+            logger.info("config file %s", args.config_file)
+    logger.info("running with the full config:\n%s", cfg.dump())
+    if is_main_process() and output_dir:
+        path = os.path.join(output_dir, "config.yaml")
+        atomic_write(path, lambda f: f.write(cfg.dump().encode("utf-8")))
+        logger.info("full config saved to %s", path)
+    seed = cfg.SEED if cfg.SEED < 0 else cfg.SEED + rank
+    used = seed_all_rng(seed)
+    logger.info("rank %d seeded with %d", rank, used)

@@ -1,0 +1,283 @@
+"""The training loop: `SniperTrainer`, in the spirit of detectron2's `DefaultTrainer`.
+
+`SniperTrainer(cfg)` builds the model, optimizer, LR scheduler and chip loader through the
+overridable classmethods `build_model`, `build_optimizer`, `build_lr_scheduler`,
+`build_train_loader` (and `build_test_loader` / `build_evaluator` for `test`), wraps the
+model in DistributedDataParallel when the job has several processes, and `train()` runs
+SOLVER.MAX_ITER iterations of: next batch -> forward under autocast -> loss check ->
+backward (GradScaler for float16) -> optional gradient clipping -> SGD step -> LR step.
+
+After every iteration it records the losses (`TrainingEvents`: metrics.json, TensorBoard,
+progress bar), saves `model_<iter:07d>.pth` every SOLVER.CHECKPOINT_PERIOD iterations and
+`model_final.pth` at the end (with optimizer, scheduler, grad scaler, data loader position
+and every rank's RNG states, so that `resume_or_load(resume=True)` continues exactly), and
+evaluates every TEST.EVAL_PERIOD iterations and after training (DATASETS.TEST).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from fvcore.common.config import CfgNode
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from .checkpoint import Checkpointer, get_rng_state, set_rng_state
+from .evaluation import COCOEvaluator, inference_on_dataset
+from .events import TrainingEvents
+from .launch import (
+    all_gather,
+    create_ddp_model,
+    get_rank,
+    get_world_size,
+    is_main_process,
+    reduce_dict,
+)
+from .solver import build_lr_scheduler, build_optimizer, clip_gradients, resolve_amp
+
+__all__ = ["SniperTrainer", "check_losses"]
+
+logger = logging.getLogger(__name__)
+
+Batch = list[tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+def check_losses(losses: dict[str, float], iteration: int) -> None:
+    """Raise FloatingPointError naming every non-finite loss term and the iteration."""
+    bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
+    if bad:
+        terms = ", ".join(f"{k}={v}" for k, v in bad.items())
+        raise FloatingPointError(
+            f"loss became non-finite at iteration {iteration}: {terms} "
+            f"(all terms: {losses}); training stopped. Lower SOLVER.BASE_LR, lengthen "
+            "SOLVER.WARMUP_ITERS or enable SOLVER.CLIP_GRADIENTS."
+        )
+
+
+def _to_device(batch: Batch, device: torch.device) -> tuple[list, list]:
+    """Images and the tensors of the targets on `device` (other target entries, such as
+    the loader's `image_index`, pass through unchanged)."""
+    images = [img.to(device, non_blocking=True) for img, _ in batch]
+    targets = [
+        {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+         for k, v in t.items()}
+        for _, t in batch
+    ]
+    return images, targets
+
+
+class SniperTrainer:
+    """Train a SNIPER detector from a config (see module doc).
+
+    Class attributes (override in a subclass): LOG_PERIOD (iterations between metrics.json
+    lines), TEST_SCALE (the single evaluation scale until the multi-scale evaluator is
+    used: a factor or a (short, long) pair), FIND_UNUSED_PARAMETERS (DDP option).
+    """
+
+    LOG_PERIOD = 20
+    TEST_SCALE: float | tuple[float, float] = 1.0
+    FIND_UNUSED_PARAMETERS = False
+
+    def __init__(self, cfg: CfgNode) -> None:
+        self.cfg = cfg
+        model = self.build_model(cfg)
+        self.optimizer = self.build_optimizer(cfg, model)
+        self.scheduler = self.build_lr_scheduler(cfg, self.optimizer)
+        self.data_loader = self.build_train_loader(cfg)
+        self.device = next(model.parameters()).device
+        amp = cfg.SOLVER.AMP
+        self.amp = resolve_amp(amp.ENABLED, amp.DTYPE, self.device.type)
+        self.grad_scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp.use_scaler)
+        self.unwrapped_model = model
+        self.model = create_ddp_model(model, find_unused_parameters=self.FIND_UNUSED_PARAMETERS)
+        self.checkpointer = Checkpointer(
+            model, cfg.OUTPUT_DIR, optimizer=self.optimizer, scheduler=self.scheduler
+        )
+        if self.amp.use_scaler:
+            self.checkpointer.add_checkpointable("grad_scaler", self.grad_scaler)
+        if hasattr(self.data_loader, "state_dict"):
+            self.checkpointer.add_checkpointable("data_loader", self.data_loader)
+        else:
+            logger.warning("the train loader has no state_dict(): --resume restarts its order")
+        self.start_iter = 0
+        self.iter = 0
+        self.max_iter = int(cfg.SOLVER.MAX_ITER)
+        self.events: TrainingEvents | None = None
+        self._pending_rng: dict[str, Any] | None = None
+
+    @classmethod
+    def build_model(cls, cfg: CfgNode) -> nn.Module:
+        """`sniper.modeling.build_model(cfg)` (on MODEL.DEVICE, in training mode)."""
+        from sniper.modeling import build_model
+
+        return build_model(cfg)
+
+    @classmethod
+    def build_optimizer(cls, cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
+        """SGD from SOLVER.* (see `sniper.engine.solver.build_optimizer`)."""
+        return build_optimizer(cfg, model)
+
+    @classmethod
+    def build_lr_scheduler(
+        cls, cfg: CfgNode, optimizer: torch.optim.Optimizer
+    ) -> torch.optim.lr_scheduler.LRScheduler:
+        """Linear warm-up + multi-step decay (see `sniper.engine.solver`)."""
+        return build_lr_scheduler(cfg, optimizer)
+
+    @classmethod
+    def build_train_loader(cls, cfg: CfgNode) -> Iterator[Batch]:
+        """Infinite chip-batch iterator for this rank (`sniper.data.build`); its
+        `state_dict()` / `load_state_dict()` give the position saved in checkpoints."""
+        from sniper.data.build import build_train_loader
+
+        return build_train_loader(cfg, rank=get_rank(), world_size=get_world_size())
+
+    @classmethod
+    def build_test_loader(cls, cfg: CfgNode, dataset_name: str) -> list[dict]:
+        """The records of `dataset_name` (`sniper.data.build.build_test_loader`)."""
+        from sniper.data.build import build_test_loader
+
+        return build_test_loader(cfg, dataset_name)
+
+    @classmethod
+    def build_evaluator(
+        cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None
+    ) -> COCOEvaluator:
+        """COCO AP evaluator writing to `<OUTPUT_DIR>/inference/<dataset_name>`."""
+        folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return COCOEvaluator(dataset_name, folder)
+
+    @classmethod
+    def test(cls, cfg: CfgNode, model: nn.Module) -> dict[str, dict[str, dict[str, float]]]:
+        """Evaluate `model` on every dataset of DATASETS.TEST at TEST_SCALE.
+
+        Returns:
+            {dataset_name: {"bbox": {...}, "speed": {...}}} on the main process, {} elsewhere.
+        """
+        if isinstance(model, DistributedDataParallel):
+            model = model.module
+        results: dict[str, dict[str, dict[str, float]]] = {}
+        for name in cfg.DATASETS.TEST:
+            records = cls.build_test_loader(cfg, name)
+            evaluator = cls.build_evaluator(cfg, name)
+            res = inference_on_dataset(
+                model, records, evaluator, scale=cls.TEST_SCALE, input_format=cfg.INPUT.FORMAT
+            )
+            if is_main_process():
+                results[name] = res
+                logger.info("evaluation of %s: %s", name, res.get("bbox", {}))
+        return results
+
+    def resume_or_load(self, resume: bool = True) -> None:
+        """With `resume` and a `last_checkpoint` in OUTPUT_DIR, restore everything and
+        continue after its iteration; else load MODEL.WEIGHTS (model only) if set.
+
+        This rank's RNG states are restored right after the first batch of the resumed run
+        is fetched: a loader that draws from the global RNG when it restarts mid-epoch (a
+        torch DataLoader without a `generator` does) then leaves the model's random stream
+        (RPN / RoI sampling) exactly as in an uninterrupted run.
+        """
+        if resume and self.checkpointer.has_checkpoint():
+            extra = self.checkpointer.load(self.checkpointer.get_checkpoint_file())
+            self.start_iter = int(extra.get("iteration", -1)) + 1
+            states = extra.get("rng_states")
+            if states is not None and len(states) == get_world_size():
+                self._pending_rng = states[get_rank()]
+            else:
+                logger.warning("RNG states not restored (saved for another world size)")
+            logger.info("resuming at iteration %d", self.start_iter)
+        else:
+            self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=False)
+            self.start_iter = 0
+
+    def save_checkpoint(self, name: str) -> None:
+        """Save `name`.pth (every rank must call it: RNG states are gathered)."""
+        rng_states = all_gather(get_rng_state())
+        self.checkpointer.save(name, iteration=self.iter, rng_states=rng_states)
+
+    def train(self) -> dict[str, Any]:
+        """Run iterations start_iter..MAX_ITER-1, then the final evaluation.
+
+        Returns:
+            The final evaluation results (see `test`), {} without DATASETS.TEST.
+
+        Raises:
+            FloatingPointError: a loss became NaN or infinite (see `check_losses`).
+        """
+        logger.info("training from iteration %d to %d", self.start_iter, self.max_iter)
+        self.events = TrainingEvents(
+            self.cfg.OUTPUT_DIR, self.start_iter, self.max_iter,
+            period=self.LOG_PERIOD, enabled=is_main_process(),
+        )
+        self.model.train()
+        data_iter = iter(self.data_loader)
+        self.iter = self.start_iter - 1  # the last completed iteration
+        try:
+            for iteration in range(self.start_iter, self.max_iter):
+                self.iter = iteration
+                self.run_step(data_iter)
+                self.after_step()
+            return self.evaluate() if self.cfg.DATASETS.TEST else {}
+        finally:
+            self.events.close()
+
+    def run_step(self, data_iter: Iterator[Batch]) -> None:
+        """One iteration on the next batch (module doc)."""
+        start = time.perf_counter()
+        batch = next(data_iter)
+        if self._pending_rng is not None:
+            set_rng_state(self._pending_rng)
+            self._pending_rng = None
+        data_time = time.perf_counter() - start
+        images, targets = _to_device(batch, self.device)
+        with torch.autocast(self.amp.device_type, self.amp.dtype, enabled=self.amp.enabled):
+            loss_dict = self.model(images, targets)
+        names = sorted(loss_dict)
+        total = sum(loss_dict[k].float() for k in names)
+        local = torch.stack([loss_dict[k].detach().float() for k in names]).tolist()
+        losses = reduce_dict(dict(zip(names, local, strict=True)))
+        check_losses(losses, self.iter)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.grad_scaler.scale(total).backward()
+        clip = self.cfg.SOLVER.CLIP_GRADIENTS
+        if clip.ENABLED:
+            self.grad_scaler.unscale_(self.optimizer)
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            clip_gradients(params, clip.CLIP_TYPE, clip.CLIP_VALUE)
+        self.grad_scaler.step(self.optimizer)
+        self.grad_scaler.update()
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.scheduler.step()
+        assert self.events is not None
+        self.events.put(
+            self.iter, losses, lr, data_time, time.perf_counter() - start,
+            chips=len(batch) * get_world_size(),
+        )
+
+    def after_step(self) -> None:
+        """Periodic checkpoint, final checkpoint, periodic evaluation."""
+        next_iter = self.iter + 1
+        period = self.cfg.SOLVER.CHECKPOINT_PERIOD
+        if next_iter == self.max_iter:
+            self.save_checkpoint("model_final")
+        elif period > 0 and next_iter % period == 0:
+            self.save_checkpoint(f"model_{self.iter:07d}")
+        eval_period = self.cfg.TEST.EVAL_PERIOD
+        if eval_period > 0 and next_iter % eval_period == 0 and next_iter != self.max_iter:
+            if self.cfg.DATASETS.TEST:
+                self.evaluate()
+                self.model.train()
+
+    def evaluate(self) -> dict[str, Any]:
+        """`test` the current model and append the results to the training events."""
+        results = self.test(self.cfg, self.model)
+        if self.events is not None:
+            for name, res in results.items():
+                self.events.put_eval(self.iter, {f"{name}/{k}": v for k, v in res.items()})
+        return results

@@ -1,0 +1,133 @@
+"""`SniperPredictor`: detectron2's `DefaultPredictor` for SNIPER multi-scale inference.
+
+One ``(H, W, 3)`` uint8 numpy image in (BGR by default, as ``cv2.imread`` gives), the merged
+multi-scale detections out, in original-image pixels::
+
+    cfg = setup_cfg("my_config.yaml", ["MODEL.WEIGHTS", "output/model_final.pth"])
+    predictor = SniperPredictor(cfg)
+    out = predictor(cv2.imread("image.jpg"))
+    out["boxes"], out["scores"], out["classes"], out["pixels"]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from fvcore.common.config import CfgNode
+
+from sniper.modeling import build_model
+
+from .multiscale import MultiScaleInference
+
+__all__ = ["SniperPredictor", "load_model_weights"]
+
+logger = logging.getLogger(__name__)
+
+
+def load_model_weights(model: Any, path: str) -> None:
+    """Load detector weights from ``path`` into ``model``.
+
+    Accepts a training checkpoint (a dict with a ``"model"`` state dict, as written by
+    ``sniper.engine.checkpoint.Checkpointer``; other entries are ignored) or a bare state
+    dict. Loading is that of the checkpointer: a ``module.`` prefix is stripped; missing,
+    unexpected and shape-mismatched keys are logged as warnings, not fatal.
+
+    Raises:
+        FileNotFoundError: naming ``path`` when it is not a file.
+    """
+    # Imported here so that `sniper.engine` may import `sniper.inference` without a cycle.
+    from sniper.engine.checkpoint import Checkpointer
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"MODEL.WEIGHTS file {path!r} not found")
+    Checkpointer(model, save_to_disk=False).load(path, checkpointables=[])
+
+
+class SniperPredictor:
+    """Build the model of ``cfg``, load ``cfg.MODEL.WEIGHTS``, run multi-scale inference.
+
+    Args:
+        cfg: a config with ``add_sniper_config`` (MODEL.*, INPUT.FORMAT, SNIPER.TEST_*).
+            An empty MODEL.WEIGHTS leaves the model randomly initialized (warning).
+        input_format: channel order of the images given to the predictor, ``"BGR"``
+            (default, ``cv2.imread``) or ``"RGB"``; converted to ``cfg.INPUT.FORMAT``.
+        **inference_overrides: keywords of ``MultiScaleInference`` overriding the config
+            (e.g. ``max_pixels``, ``tile_size``, ``tile_overlap``, ``top_k``).
+
+    Attributes:
+        model: the detector, in eval mode on ``cfg.MODEL.DEVICE``.
+        inference: the ``MultiScaleInference`` that runs it.
+
+    Raises:
+        FileNotFoundError: MODEL.WEIGHTS names a file that does not exist.
+        ValueError: unknown ``input_format``.
+    """
+
+    def __init__(self, cfg: CfgNode, input_format: str = "BGR", **inference_overrides: Any):
+        if input_format not in ("RGB", "BGR"):
+            raise ValueError(f'input_format must be "RGB" or "BGR", got {input_format!r}')
+        self.cfg = cfg.clone()
+        self.input_format = input_format
+        self.model = build_model(self.cfg)
+        self.model.eval()
+        if self.cfg.MODEL.WEIGHTS:
+            load_model_weights(self.model, self.cfg.MODEL.WEIGHTS)
+        else:
+            logger.warning("MODEL.WEIGHTS is empty: the predictor runs a randomly initialized "
+                           "model")
+        self.inference = MultiScaleInference.from_config(
+            self.cfg, self.model, **inference_overrides
+        )
+
+    def _prepare(self, index: int, image: np.ndarray) -> np.ndarray:
+        """Validate one image and convert its channel order to ``cfg.INPUT.FORMAT``."""
+        if not isinstance(image, np.ndarray):
+            raise ValueError(f"image {index}: expected a numpy array, got {type(image).__name__}")
+        if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
+            raise ValueError(
+                f"image {index}: expected shape (H, W, 3) with H, W > 0, got {image.shape}"
+            )
+        if image.dtype != np.uint8:
+            raise ValueError(f"image {index}: expected dtype uint8 (0-255), got {image.dtype}")
+        if self.input_format != self.cfg.INPUT.FORMAT:
+            image = image[:, :, ::-1]
+        return np.ascontiguousarray(image)
+
+    def predict_batch(self, images: Sequence[np.ndarray]) -> list[dict[str, Any]]:
+        """Detections of several images, batched per scale (see ``MultiScaleInference``).
+
+        Args:
+            images: uint8 ``(H, W, 3)`` arrays in ``input_format`` order (sizes may differ).
+
+        Returns:
+            One dict per image: ``boxes`` float32 ``(N, 4)`` XYXY image px, ``scores`` float32
+            ``(N,)``, ``classes`` int64 ``(N,)`` contiguous ids 0..C-1 (numpy, best first),
+            ``pixels`` int (network-input pixels over all scales and tiles) and
+            ``pixels_per_scale`` list[int].
+
+        Raises:
+            ValueError: naming the image index and its shape or dtype when it is not a
+                uint8 ``(H, W, 3)`` array.
+        """
+        prepared = [self._prepare(i, image) for i, image in enumerate(images)]
+        if not prepared:
+            return []
+        outputs = self.inference(prepared)
+        return [
+            {
+                "boxes": out["boxes"].numpy().astype(np.float32).reshape(-1, 4),
+                "scores": out["scores"].numpy().astype(np.float32),
+                "classes": out["classes"].numpy().astype(np.int64),
+                "pixels": int(out["pixels"]),
+                "pixels_per_scale": list(out["pixels_per_scale"]),
+            }
+            for out in outputs
+        ]
+
+    def __call__(self, image: np.ndarray) -> dict[str, Any]:
+        """Detections of one uint8 ``(H, W, 3)`` image (see ``predict_batch``)."""
+        return self.predict_batch([image])[0]

@@ -18,6 +18,7 @@ from torch import nn
 
 from sniper.data.catalog import MetadataCatalog
 from sniper.engine.evaluation import COCOEvaluator, inference_on_dataset
+from sniper.inference import MultiScaleInference
 
 SIZES = [(100, 120), (80, 90)]
 # ([x, y, w, h], category index): areas 1600, 900 (small), 2500, 1800
@@ -131,7 +132,8 @@ def test_inference_maps_boxes_back(dataset, tmp_path, scale):
         cv2.imwrite(record["file_name"], np.full((*SIZES[i], 3), level, np.uint8))
         levels[level] = i
     model = _Oracle(levels).train()
-    res = inference_on_dataset(model, records, COCOEvaluator(name, str(tmp_path)), scale=scale)
+    inference = MultiScaleInference(model, [scale], [(-1, -1)], merge="nms")
+    res = inference_on_dataset(inference, records, COCOEvaluator(name, str(tmp_path)))
     assert model.training  # mode restored
     assert res["bbox"]["AP"] == pytest.approx(100.0)
     if scale == 0.5:
@@ -140,5 +142,6 @@ def test_inference_maps_boxes_back(dataset, tmp_path, scale):
         assert [min(s) for s in model.input_sizes] == [40, 40]
     assert res["speed"]["images"] == 2
     assert res["speed"]["input_pixels"] == sum(h * w for h, w in model.input_sizes)
+    assert res["speed"]["pixels_scale0"] == res["speed"]["input_pixels"]
     assert res["speed"]["images_per_s"] > 0
     assert os.path.isfile(tmp_path / "coco_instances_results.json")

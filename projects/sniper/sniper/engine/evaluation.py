@@ -1,13 +1,13 @@
-"""Single-scale inference over a dataset and COCO box AP (detectron2's `inference_on_dataset`
-and `COCOEvaluator`).
+"""Inference over a dataset and COCO box AP (detectron2's `inference_on_dataset` and
+`COCOEvaluator`).
 
-`inference_on_dataset(model, records, evaluator, scale=...)` reads every record's image,
-resizes it by the scale (a factor, or a (short, long) pair resolved per image as in
-`chipping.scale_factor`), runs the model on it and maps the boxes back to original-image
-pixels before handing them to the evaluator. Records are split across processes
-(`records[rank::world_size]`); `COCOEvaluator.evaluate` gathers the detections on rank 0,
-writes `coco_instances_results.json` and runs pycocotools' COCOeval against the dataset's
-json (`MetadataCatalog.get(name).json_file`). The multi-scale SNIPER evaluator builds on this.
+`inference_on_dataset(inference, records, evaluator)` reads every record's image and runs an
+*inference engine* on it: any callable mapping a list of ``(H, W, 3)`` images to detections
+in original-image pixels with the number of network-input pixels it processed (SNIPER's
+`sniper.inference.MultiScaleInference`, one scale of it, or AutoFocus's cascade). Records are
+split across processes (`records[rank::world_size]`); `COCOEvaluator.evaluate` gathers the
+detections on rank 0, writes `coco_instances_results.json` and runs pycocotools' COCOeval
+against the dataset's json (`MetadataCatalog.get(name).json_file`).
 """
 
 from __future__ import annotations
@@ -18,18 +18,17 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from torch import Tensor, nn
+from torch import Tensor
 
-from chipping import scale_factor, scaled_size
 from sniper.data.catalog import MetadataCatalog
+from sniper.data.chip_mapper import read_image as load_image
 
 from .launch import all_gather, get_rank, get_world_size, is_main_process
 
@@ -39,14 +38,6 @@ logger = logging.getLogger(__name__)
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 RESULTS_FILE = "coco_instances_results.json"
-
-
-def load_image(file_name: str, input_format: str = "RGB") -> np.ndarray:
-    """Read an image as uint8 (H, W, 3) in `input_format` channel order ("RGB" or "BGR")."""
-    image = cv2.imread(file_name, cv2.IMREAD_COLOR)
-    if image is None:
-        raise FileNotFoundError(f"cannot read image {file_name!r}")
-    return image[:, :, ::-1].copy() if input_format == "RGB" else image
 
 
 class COCOEvaluator:
@@ -146,82 +137,56 @@ class COCOEvaluator:
         return [coco_gt.loadCats(c)[0]["name"] for c in cat_ids]
 
 
-def _prepare(
-    record: dict, scale: float | tuple[float, float], input_format: str
-) -> tuple[Tensor, float, float]:
-    """Image resized by `scale` as a (3, H', W') uint8 tensor, and the x, y factors used."""
-    image = load_image(record["file_name"], input_format)
-    height, width = image.shape[:2]
-    factor = scale_factor(scale, (height, width))
-    new_h, new_w = scaled_size((height, width), factor)
-    if (new_h, new_w) != (height, width):
-        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-    return tensor, new_w / width, new_h / height
-
-
-def _to_original(out: dict[str, Tensor], fx: float, fy: float, size: tuple[int, int]) -> dict:
-    """Detections of a resized input mapped back to original-image pixels (clipped)."""
-    boxes = out["boxes"].detach().float().cpu() / torch.tensor([fx, fy, fx, fy])
-    height, width = size
-    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
-    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
-    return {"boxes": boxes, "scores": out["scores"].cpu(), "labels": out["labels"].cpu()}
-
-
 def inference_on_dataset(
-    model: nn.Module,
+    inference: Callable[[list[np.ndarray]], list[dict[str, Any]]],
     records: Sequence[dict],
     evaluator: COCOEvaluator,
     *,
-    scale: float | tuple[float, float] = 1.0,
     input_format: str = "RGB",
-    device: torch.device | str | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Run `model` on this process's share of `records` at one scale and evaluate.
+    """Run ``inference`` on this process's share of ``records`` and evaluate.
 
     Args:
-        model: detector; `model([image])` in eval mode gives boxes in input pixels.
+        inference: maps ``[image]`` (uint8 ``(H, W, 3)`` in ``input_format``) to one dict
+            per image with ``boxes`` (N, 4) XYXY original-image px, ``scores`` (N,),
+            ``classes`` (N,) contiguous 0..C-1 and ``pixels`` (int, network-input pixels
+            processed); optionally ``pixels_per_scale`` (list of int).
         records: dataset records (file_name, image_id, height, width, ...).
-        evaluator: receives the detections in original-image pixels.
-        scale: resize factor, or (short, long) pair resolved per image.
-        input_format: channel order the model expects.
-        device: where inputs go (default: the model's parameters' device).
+        evaluator: receives the detections.
+        input_format: channel order the images are read in.
 
     Returns:
-        The evaluator's results plus "speed": {"images_per_s", "input_pixels", "images"}
-        (pixels summed over the network inputs of all processes); {} on ranks > 0.
+        The evaluator's results plus "speed": {"images_per_s", "input_pixels",
+        "pixels_per_image", "images", and "pixels_scale<k>" per scale when reported}
+        (summed over all processes); {} on ranks > 0.
     """
-    device = torch.device(device) if device is not None else next(model.parameters()).device
     shard = list(records)[get_rank()::get_world_size()]
     evaluator.reset()
-    pixels, start = 0, time.perf_counter()
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for record in shard:
-                image, fx, fy = _prepare(record, scale, input_format)
-                pixels += int(image.shape[1] * image.shape[2])
-                out = model([image.to(device)])[0]
-                size = (int(record["height"]), int(record["width"]))
-                evaluator.process([record], [_to_original(out, fx, fy, size)])
-    finally:
-        model.train(was_training)
+    pixels, per_scale, start = 0, [], time.perf_counter()
+    with torch.no_grad():
+        for record in shard:
+            out = inference([load_image(record["file_name"], input_format)])[0]
+            pixels += int(out["pixels"])
+            for k, px in enumerate(out.get("pixels_per_scale", [])):
+                per_scale += [0] * (k + 1 - len(per_scale))
+                per_scale[k] += int(px)
+            labels = torch.as_tensor(out["classes"]).long() + 1
+            evaluator.process([record], [{"boxes": torch.as_tensor(out["boxes"]),
+                                          "scores": torch.as_tensor(out["scores"]),
+                                          "labels": labels}])
     seconds = time.perf_counter() - start
-    stats = all_gather((len(shard), pixels, seconds))
+    stats = all_gather((len(shard), pixels, seconds, per_scale))
     results = evaluator.evaluate()
     if not is_main_process():
         return {}
     images = sum(s[0] for s in stats)
     slowest = max(s[2] for s in stats)
-    results["speed"] = {
-        "images_per_s": images / slowest if slowest > 0 else 0.0,
-        "input_pixels": float(sum(s[1] for s in stats)),
-        "images": float(images),
-    }
-    logger.info(
-        "inference on %d images at scale %s: %.2f images/s, %.3g input pixels",
-        images, scale, results["speed"]["images_per_s"], results["speed"]["input_pixels"],
-    )
+    total = float(sum(s[1] for s in stats))
+    speed = {"images_per_s": images / slowest if slowest > 0 else 0.0, "input_pixels": total,
+             "pixels_per_image": total / max(images, 1), "images": float(images)}
+    for k in range(max(len(s[3]) for s in stats)):
+        speed[f"pixels_scale{k}"] = float(sum(s[3][k] for s in stats if k < len(s[3])))
+    results["speed"] = speed
+    logger.info("inference on %d images: %.2f images/s, %.4g input pixels per image",
+                images, speed["images_per_s"], speed["pixels_per_image"])
     return results

@@ -76,12 +76,10 @@ class SniperTrainer:
     """Train a SNIPER detector from a config (see module doc).
 
     Class attributes (override in a subclass): LOG_PERIOD (iterations between metrics.json
-    lines), TEST_SCALE (the single evaluation scale until the multi-scale evaluator is
-    used: a factor or a (short, long) pair), FIND_UNUSED_PARAMETERS (DDP option).
+    lines), FIND_UNUSED_PARAMETERS (DDP option).
     """
 
     LOG_PERIOD = 20
-    TEST_SCALE: float | tuple[float, float] = 1.0
     FIND_UNUSED_PARAMETERS = False
 
     def __init__(self, cfg: CfgNode) -> None:
@@ -154,8 +152,16 @@ class SniperTrainer:
         return COCOEvaluator(dataset_name, folder)
 
     @classmethod
+    def build_inference(cls, cfg: CfgNode, model: nn.Module) -> Any:
+        """The inference engine used by `test`: SNIPER multi-scale inference over
+        SNIPER.TEST_SCALES with TEST_VALID_RANGES and the configured merge."""
+        from sniper.inference import MultiScaleInference
+
+        return MultiScaleInference.from_config(cfg, model)
+
+    @classmethod
     def test(cls, cfg: CfgNode, model: nn.Module) -> dict[str, dict[str, dict[str, float]]]:
-        """Evaluate `model` on every dataset of DATASETS.TEST at TEST_SCALE.
+        """Evaluate `model` on every dataset of DATASETS.TEST with `build_inference`.
 
         Returns:
             {dataset_name: {"bbox": {...}, "speed": {...}}} on the main process, {} elsewhere.
@@ -163,12 +169,12 @@ class SniperTrainer:
         if isinstance(model, DistributedDataParallel):
             model = model.module
         results: dict[str, dict[str, dict[str, float]]] = {}
+        inference = cls.build_inference(cfg, model)
         for name in cfg.DATASETS.TEST:
             records = cls.build_test_loader(cfg, name)
             evaluator = cls.build_evaluator(cfg, name)
-            res = inference_on_dataset(
-                model, records, evaluator, scale=cls.TEST_SCALE, input_format=cfg.INPUT.FORMAT
-            )
+            res = inference_on_dataset(inference, records, evaluator,
+                                       input_format=cfg.INPUT.FORMAT)
             if is_main_process():
                 results[name] = res
                 logger.info("evaluation of %s: %s", name, res.get("bbox", {}))

@@ -1,4 +1,4 @@
-"""Launch, trainer loop, checkpointing, events, single-scale COCO evaluation, CLI setup."""
+"""Launch, trainer loop, checkpointing, events, COCO evaluation, proposals, CLI setup."""
 
 from .checkpoint import Checkpointer, get_rng_state, set_rng_state
 from .defaults import (
@@ -10,6 +10,7 @@ from .defaults import (
 )
 from .evaluation import COCOEvaluator, inference_on_dataset, load_image
 from .events import TrainingEvents
+from .proposals import extract_proposals, write_proposals_file
 from .launch import (
     all_gather,
     create_ddp_model,
@@ -32,6 +33,8 @@ from .solver import (
 from .trainer import SniperTrainer, check_losses
 
 __all__ = [
+    "extract_proposals",
+    "write_proposals_file",
     "AmpSettings",
     "COCOEvaluator",
     "Checkpointer",

@@ -1,0 +1,290 @@
+"""Negative chip mining: proposal extraction, the proposals file, the RPN schedule, and the
+whole pipeline (`projects/sniper/mine_negatives.py`) on `synthetic_digits_mini`.
+
+The slow test runs the command line with `--num-gpus 2` (two gloo processes) and checks that
+the sharded extraction writes the same file as one process.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from engine_fakes import restore_loggers
+
+from sniper.config import setup_cfg
+from sniper.data.build import build_chip_sampler, get_records
+from sniper.data.proposals import load_proposals
+from sniper.engine.proposals import extract_proposals, write_proposals_file
+
+PROJECT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+                       "projects", "sniper")
+SCRIPT = os.path.join(PROJECT, "mine_negatives.py")
+TRAIN_NET = os.path.join(PROJECT, "train_net.py")
+MINI_NAME = "synthetic_digits_mini"
+MINI = f"('{MINI_NAME}',)"
+TINY = [
+    "MODEL.BACKBONE.NAME", "mobilenet_v2_fpn", "MODEL.BACKBONE.WEIGHTS", "",
+    "MODEL.FPN.OUT_CHANNELS", "16", "MODEL.ROI_BOX_HEAD.FC_DIM", "32", "MODEL.NUM_CLASSES", "10",
+    "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "200", "MODEL.RPN.POST_NMS_TOPK_TRAIN", "100",
+    "MODEL.RPN.PRE_NMS_TOPK_TEST", "200", "MODEL.RPN.POST_NMS_TOPK_TEST", "100",
+    "MODEL.RPN.BATCH_SIZE_PER_IMAGE", "64", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32",
+    # Chips of 128 px at 0.25x; only digits of >= 100 image px are positives, so the RPN's
+    # proposals elsewhere make negative chips; proposals at 0.25x and 0.125x.
+    "SNIPER.TRAIN_SCALES", "[0.25]", "SNIPER.VALID_RANGES", "[[100, -1]]",
+    "SNIPER.NEG_MIN_PROPOSALS", "[0]", "SNIPER.CHIP_SIZE", "128", "SNIPER.NEG_RPN_EPOCHS", "1",
+    "SNIPER.TEST_SCALES", "[0.25, 0.125]", "SNIPER.TEST_VALID_RANGES", "[[-1, -1], [-1, -1]]",
+    "SOLVER.IMS_PER_BATCH", "4", "SOLVER.MAX_ITER", "3", "SOLVER.STEPS", "(2,)",
+    "SOLVER.WARMUP_ITERS", "1", "SOLVER.CHECKPOINT_PERIOD", "100", "DATALOADER.NUM_WORKERS", "0",
+    "DATASETS.TRAIN", MINI,
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def keep_loggers():
+    """`default_setup` (in `main`) stops the package loggers' propagation; undo it."""
+    with restore_loggers():
+        yield
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory):
+    """`synthetic_digits_mini` cached in a temporary folder, registered only meanwhile."""
+    from sniper.data.catalog import DatasetCatalog, MetadataCatalog
+    from sniper.data.synthetic import SYNTHETIC_SPLITS
+
+    def clear() -> None:
+        for name in SYNTHETIC_SPLITS:
+            if name in DatasetCatalog.list():
+                DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+
+    root = str(tmp_path_factory.mktemp("datasets"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SNIPER_DATASETS", root)
+        clear()
+        yield root
+        clear()
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("sniper_mine_negatives", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class FakeRPN(torch.nn.Module):
+    """RPN-only stand-in: eval output per input = ``make(h, w)`` (boxes in input px, scores);
+    records the inputs."""
+
+    def __init__(self, make) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.make, self.inputs = make, []
+
+    def forward(self, images):
+        assert not self.training
+        out = []
+        for image in images:
+            self.inputs.append(image)
+            boxes, scores = self.make(*image.shape[-2:])
+            boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+            out.append({"boxes": boxes, "scores": torch.tensor(scores, dtype=torch.float32),
+                        "labels": torch.ones(len(boxes), dtype=torch.int64)})
+        return out
+
+
+def _table(h: int, w: int):
+    """A: the same image box at every scale; B: crosses the image edge; C: 10 input px from
+    the corner (another image box per scale); D: outside the image (empty once clipped)."""
+    s1 = w == 200
+    boxes = [[0.1 * w, 0.1 * h, 0.3 * w, 0.3 * h], [0.8 * w, 0.8 * h, 1.2 * w, 1.2 * h],
+             [10, 10, 20, 20], [1.5 * w, 1.5 * h, 2 * w, 2 * h]]
+    return boxes, [0.9, 0.5, 0.3, 0.95] if s1 else [0.8, 0.6, 0.2, 0.99]
+
+
+def _grid(h: int, w: int):
+    """16 px boxes every 16 px over the input, scores decreasing in raster order."""
+    boxes = [[x, y, x + 16, y + 16] for y in range(0, h - 15, 16) for x in range(0, w - 15, 16)]
+    return boxes, list(np.linspace(1.0, 0.1, len(boxes)))
+
+
+def _records(tmp_path, gt=((10, 10, 40, 40),), n=2, h=100, w=200):
+    """``n`` images (RGB value (10, 20, 30)); image 0 has the boxes ``gt``, the others none."""
+    records = []
+    for i in range(n):
+        path = str(tmp_path / f"{i}.png")
+        cv2.imwrite(path, np.broadcast_to(np.uint8([30, 20, 10]), (h, w, 3)).copy())  # BGR
+        boxes = np.asarray(gt if i == 0 else np.zeros((0, 4)), np.float32).reshape(-1, 4)
+        records.append({"file_name": path, "image_id": 100 + i, "height": h, "width": w,
+                        "boxes": boxes, "classes": np.zeros(len(boxes), np.int64)})
+    return records
+
+
+def test_extract_maps_back_clips_merges_and_keeps_top_k(tmp_path, caplog):
+    records = _records(tmp_path, n=1)
+    records.append({**records[0], "file_name": str(tmp_path / "missing.png"), "image_id": 7})
+    model = FakeRPN(_table).train()
+    with caplog.at_level(logging.INFO, logger="sniper.engine.proposals"):
+        ids, boxes, scores = extract_proposals(model, records, [1.0, 0.5], "BGR",
+                                               max_per_image=10, nms_iou=0.7)
+    assert model.training and ids == [100, 7]
+    assert [tuple(x.shape[-2:]) for x in model.inputs] == [(100, 200), (50, 100)]
+    assert model.inputs[0][:, 0, 0].tolist() == [30, 20, 10]  # BGR as asked
+    # A at 1.0 (0.9) beats A at 0.5 (0.8); B at 0.5 (0.6) beats B at 1.0; both C stay; D empty.
+    expected = [[20, 10, 60, 30], [160, 80, 200, 100], [10, 10, 20, 20], [20, 20, 40, 40]]
+    np.testing.assert_array_equal(boxes[0], np.float32(expected))
+    np.testing.assert_allclose(scores[0], [0.9, 0.6, 0.3, 0.2])
+    assert boxes[1].shape == (0, 4) and scores[1].shape == (0,)
+    assert "network-input pixels 25000 in all, per scale [20000, 5000]" in caplog.text
+    assert "4 proposals on 2 images" in caplog.text
+
+    model.inputs.clear()
+    _, top, top_scores = extract_proposals(model, records[:1], [1.0, 0.5], max_per_image=3)
+    np.testing.assert_array_equal(top[0], np.float32(expected[:3]))
+    assert model.inputs[0][:, 0, 0].tolist() == [10, 20, 30]  # RGB by default
+
+
+def test_written_file_gives_negative_chips(tmp_path):
+    records = _records(tmp_path, n=3, h=160, w=320)
+    cfg = setup_cfg("", [
+        "SNIPER.TEST_SCALES", "[1.0, 0.5]", "SNIPER.TEST_VALID_RANGES", "[[-1, -1], [-1, -1]]",
+        "MODEL.RPN.POST_NMS_TOPK_TEST", "150", "MODEL.RPN.NMS_THRESH", "0.7",
+        "SNIPER.TRAIN_SCALES", "[1.0]", "SNIPER.VALID_RANGES", "[[-1, -1]]",
+        "SNIPER.CHIP_SIZE", "64", "SNIPER.NEG_MIN_PROPOSALS", "[3]",
+        "SNIPER.NEG_CHIPS_PER_IMAGE", "2", "SNIPER.PROPOSALS_FILE", str(tmp_path / "p.npz")])
+    stats = write_proposals_file(cfg, FakeRPN(_grid), records, cfg.SNIPER.PROPOSALS_FILE)
+    assert stats["images"] == 3 and stats["proposals_per_image"] == 150
+    ids, boxes, _ = extract_proposals(FakeRPN(_grid), records, [1.0, 0.5], max_per_image=150)
+    loaded = load_proposals(cfg.SNIPER.PROPOSALS_FILE, records)
+    for mine, back in zip(boxes, loaded, strict=True):
+        np.testing.assert_array_equal(mine, back)
+    chips = build_chip_sampler(cfg, records).epoch_chips(0)
+    negative = [c for c in chips if c.negative]
+    per_image = np.bincount([c.image_index for c in negative], minlength=3)
+    assert per_image.tolist() == [2, 2, 2]  # images without GT contribute too
+    assert sum(not c.negative for c in chips) >= 1
+
+
+def test_rpn_schedule(mini, tmp_path):
+    mn = _script()
+    assert mn.rpn_iterations(2, 14, 4) == 7 and mn.rpn_iterations(1, 16, 4) == 4
+    assert mn.rpn_iterations(1, 1, 16) == 1
+    with pytest.raises(ValueError):
+        mn.rpn_iterations(0, 10, 4)
+    cfg = setup_cfg("", [*TINY, "OUTPUT_DIR", str(tmp_path), "DATASETS.TEST", MINI,
+                         "SNIPER.NEG_RPN_EPOCHS", "2", "SOLVER.MAX_ITER", "40000",
+                         "SOLVER.STEPS", "(30000,)", "SOLVER.WARMUP_ITERS", "1000"])
+    records = get_records(cfg.DATASETS.TRAIN)
+    chips = mn.epoch_chip_count(cfg, records)
+    assert chips == len(build_chip_sampler(cfg, records).epoch_chips(0)) > 0
+    rpn = mn.rpn_stage_config(cfg, 100)  # 2 epochs x 100 chips / 4 = 50 iterations
+    assert rpn.MODEL.RPN_ONLY and rpn.OUTPUT_DIR == os.path.join(str(tmp_path), "rpn")
+    assert (rpn.SOLVER.MAX_ITER, tuple(rpn.SOLVER.STEPS), rpn.SOLVER.WARMUP_ITERS) == (
+        50, (38,), 1)
+    assert rpn.DATASETS.TEST == () and rpn.SNIPER.PROPOSALS_FILE == ""
+    det = mn.detector_stage_config(cfg, "p.npz")
+    assert not det.MODEL.RPN_ONLY and det.SNIPER.PROPOSALS_FILE == "p.npz"
+
+
+def _main(mn, *flags_and_opts: str):
+    return mn.main(mn.argument_parser().parse_args(list(flags_and_opts)))
+
+
+def test_pipeline_end_to_end_resume_and_reuse(mini, tmp_path):
+    mn = _script()
+    out = tmp_path / "run"
+    opts = [*TINY, "DATASETS.TEST", MINI, "OUTPUT_DIR", str(out)]
+    results = _main(mn, *opts)
+    assert "AP" in results["synthetic_digits_mini"]["bbox"]
+    rpn_cfg = setup_cfg(str(out / "rpn" / "config.yaml"), [])
+    assert rpn_cfg.MODEL.RPN_ONLY and rpn_cfg.DATASETS.TEST == ()
+    records = get_records([MINI_NAME])
+    chips = mn.epoch_chip_count(rpn_cfg, records)
+    assert rpn_cfg.SOLVER.MAX_ITER == mn.rpn_iterations(1, chips, 4)
+    for name in ("rpn/model_final.pth", "rpn/metrics.json", "proposals.npz", "model_final.pth",
+                 "metrics.json", "inference/synthetic_digits_mini/coco_instances_results.json"):
+        assert (out / name).is_file(), name
+    det_cfg = setup_cfg(str(out / "config.yaml"), [])
+    assert det_cfg.SNIPER.PROPOSALS_FILE == str(out / "proposals.npz")
+    assert not det_cfg.MODEL.RPN_ONLY and det_cfg.SOLVER.MAX_ITER == 3
+    proposals = load_proposals(str(out / "proposals.npz"), records)
+    assert all(0 < len(p) <= 100 for p in proposals)
+    sampler = build_chip_sampler(det_cfg, records)
+    negative = [c for c in sampler.epoch_chips(0) if c.negative]
+    assert 0 < len(negative) <= 2 * len(records)
+
+    # Stage 3 is train_net.py with SNIPER.PROPOSALS_FILE: the same weights.
+    spec = importlib.util.spec_from_file_location("sniper_train_net", TRAIN_NET)
+    train_net = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_net)
+    alone = tmp_path / "train_net"
+    train_net.main(mn.argument_parser().parse_args([
+        *TINY, "SNIPER.PROPOSALS_FILE", str(out / "proposals.npz"), "OUTPUT_DIR", str(alone)]))
+    a = torch.load(out / "model_final.pth", weights_only=True)["model"]
+    b = torch.load(alone / "model_final.pth", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    # Rerun with --resume: stages 1-2 are skipped, stage 3 is already at its end.
+    stamps = [os.path.getmtime(out / n) for n in ("rpn/model_final.pth", "proposals.npz")]
+    _main(mn, "--resume", *opts)
+    log = (out / "log.txt").read_text()
+    assert "stage 1-2 skipped" in log and "resuming at iteration 3" in log
+    assert stamps == [os.path.getmtime(out / n) for n in ("rpn/model_final.pth", "proposals.npz")]
+
+    # Reuse the RPN: --skip-rpn WEIGHTS --proposals-only gives the same proposals.
+    again = tmp_path / "again"
+    res = _main(mn, "--skip-rpn", str(out / "rpn" / "model_final.pth"), "--proposals-only",
+                *TINY, "OUTPUT_DIR", str(again))
+    assert res == {"proposals_file": str(again / "proposals.npz")}
+    assert not (again / "rpn").exists() and not (again / "model_final.pth").exists()
+    for a, b in zip(proposals, load_proposals(res["proposals_file"], records), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bad_arguments_exit_2(tmp_path, capsys):
+    mn = _script()
+    opts = [*TINY, "OUTPUT_DIR", str(tmp_path)]
+    for flags, extra in ((["--skip-rpn", str(tmp_path / "nope.pth")], []),
+                         ([], ["SNIPER.PROPOSALS_FILE", "x.npz"]), ([], ["MODEL.RPN_ONLY", "True"]),
+                         ([], ["SNIPER.NEG_RPN_EPOCHS", "0"]), (["--eval-only"], [])):
+        with pytest.raises(SystemExit) as err:
+            _main(mn, *flags, *opts, *extra)
+        assert err.value.code == 2, (flags, extra)
+        assert "error:" in capsys.readouterr().err
+    assert not os.listdir(tmp_path)
+
+
+@pytest.mark.slow
+def test_command_line_two_processes_same_proposals(mini, tmp_path):
+    mn = _script()
+    weights = tmp_path / "rpn.pth"
+    cfg = setup_cfg("", [*TINY, "MODEL.RPN_ONLY", "True"])
+    torch.manual_seed(0)
+    torch.save({"model": mn.SniperTrainer.build_model(cfg).state_dict()}, weights)
+    one = _main(mn, "--skip-rpn", str(weights), "--proposals-only", *TINY,
+                "OUTPUT_DIR", str(tmp_path / "one"))["proposals_file"]
+    env = dict(os.environ, SNIPER_DATASETS=mini, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, SCRIPT, "--num-gpus", "2", "--skip-rpn", str(weights),
+           "--proposals-only", *TINY, "OUTPUT_DIR", str(tmp_path / "two")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    with np.load(one) as a, np.load(tmp_path / "two" / "proposals.npz") as b:
+        for key in ("image_ids", "splits", "boxes", "scores"):
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)

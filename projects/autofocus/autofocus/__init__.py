@@ -1,3 +1,17 @@
-"""AutoFocus: FocusPixel head and coarse-to-fine inference on FocusChips."""
+"""AutoFocus: FocusPixel head and coarse-to-fine inference on FocusChips (DESIGN.md section 5).
+
+Modules (import them directly; importing the package itself loads nothing heavy):
+
+- `autofocus.config`: `add_autofocus_config`, `setup_cfg` (the `AUTOFOCUS` node).
+- `autofocus.targets`: FocusPixel labels of a training chip.
+- `autofocus.head`: the FocusPixel head and its loss.
+- `autofocus.modeling`: `AutoFocusRCNN` (registered in sniper's `META_ARCH_REGISTRY`).
+- `autofocus.data`: chip mapper adding FocusPixel boxes, the training loader.
+- `autofocus.engine`: `AutoFocusTrainer` (sniper's trainer, cascade evaluation).
+- `autofocus.params`, `autofocus.chips`, `autofocus.cascade`: the inference cascade.
+- `autofocus.predictor`: `AutoFocusPredictor` (one image in, detections out).
+- `autofocus.evaluation`: COCO AP, speed and pixels of an inference engine.
+- `autofocus.visualization`, `autofocus.visualize`: pictures and their CLI.
+"""
 
 __version__ = "0.1.0"

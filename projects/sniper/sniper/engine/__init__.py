@@ -10,7 +10,6 @@ from .defaults import (
 )
 from .evaluation import COCOEvaluator, inference_on_dataset, load_image
 from .events import TrainingEvents
-from .proposals import extract_proposals, write_proposals_file
 from .launch import (
     all_gather,
     create_ddp_model,
@@ -22,6 +21,7 @@ from .launch import (
     reduce_dict,
     synchronize,
 )
+from .proposals import extract_proposals, write_proposals_file
 from .solver import (
     AmpSettings,
     LRMultiplier,

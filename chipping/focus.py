@@ -11,18 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from chipping import _checks
-
-
-def _impl(backend: str):
-    if backend == "compiled":
-        from chipping import _planner
-
-        return _planner
-    if backend == "reference":
-        from chipping import _reference
-
-        return _reference
-    raise ValueError(f"backend must be 'compiled' or 'reference', got {backend!r}")
+from chipping._backend import backend_module
 
 
 def _as_map(prob_map: object, name: str) -> np.ndarray:
@@ -72,7 +61,7 @@ def focus_chips_batch(
     offsets = np.zeros(len(maps) + 1, dtype=np.int64)
     np.cumsum([m.size for m in maps], out=offsets[1:])
     flat = np.concatenate([m.reshape(-1) for m in maps]) if maps else np.zeros(0, np.float32)
-    raw = _impl(backend).focus_chips_batch(
+    raw = backend_module(backend).focus_chips_batch(
         flat, shapes, offsets, t, d, k, _checks.check_int(num_threads, "num_threads", 0))
     return (np.asarray(raw["rects"], dtype=np.int32).reshape(-1, 4),
             np.asarray(raw["map_index"], dtype=np.int32))

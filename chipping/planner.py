@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from chipping import _checks
+from chipping._backend import backend_module
 from chipping.focus import focus_chips, focus_chips_batch, focus_chips_to_image
 from chipping.plan_types import ChipAssignment, ChipPlan
 from chipping.scales import (
@@ -37,18 +38,6 @@ __all__ = [
 
 DEFAULT_SCALES: tuple[ScaleSpec, ...] = (3.0, 1.667, (512.0, 512.0))
 DEFAULT_VALID_RANGES: tuple[tuple[float, float], ...] = ((-1, 80), (32, 150), (120, -1))
-
-
-def _impl(backend: str):
-    if backend == "compiled":
-        from chipping import _planner
-
-        return _planner
-    if backend == "reference":
-        from chipping import _reference
-
-        return _reference
-    raise ValueError(f"backend must be 'compiled' or 'reference', got {backend!r}")
 
 
 def _seeds(seed: int | None, seeds: object, n: int) -> np.ndarray:
@@ -115,7 +104,7 @@ def plan_positive_chips_batch(
     flat, splits = _checks.flatten_boxes(boxes, box_splits, n, "boxes")
     per_box = np.repeat(np.arange(n), np.diff(splits))
     _checks.check_inside(flat, sizes[per_box, 0], sizes[per_box, 1], "boxes", splits)
-    raw = _impl(backend).plan_positive_batch(
+    raw = backend_module(backend).plan_positive_batch(
         flat, splits, sizes, scale_rows, ranges, chip, step, bool(jitter),
         _seeds(seed, seeds, n), _checks.check_int(num_threads, "num_threads", 0))
     return ChipPlan.from_raw(raw, ranges)
@@ -200,7 +189,7 @@ def plan_negative_chips_batch(
     if len(pos_scale) and pos_scale.max() >= len(scale_rows):
         raise ValueError(f"positive has scale_index {int(pos_scale.max())} but only "
                          f"{len(scale_rows)} scales were given")
-    raw = _impl(backend).plan_negative_batch(
+    raw = backend_module(backend).plan_negative_batch(
         flat, splits, pos_scale, pos_chips, pos_splits, sizes, scale_rows, ranges, mins, chip,
         step, bool(jitter), _seeds(seed, seeds, n),
         _checks.check_int(num_threads, "num_threads", 0))
@@ -283,7 +272,7 @@ def assign_boxes_batch(
         raise ValueError(f"min_inside must be in [0, 1], got {min_inside!r}")
     if not (np.isfinite(float(min_box_size)) and float(min_box_size) >= 0):
         raise ValueError(f"min_box_size must be a finite number >= 0, got {min_box_size!r}")
-    raw = _impl(backend).assign_boxes_batch(
+    raw = backend_module(backend).assign_boxes_batch(
         np.ascontiguousarray(chips.image_index, dtype=np.int32),
         np.ascontiguousarray(chips.chips_scaled, dtype=np.int32),
         np.ascontiguousarray(chips.factors, dtype=np.float64),

@@ -8,9 +8,10 @@ Modules (import them directly; importing the package itself loads nothing heavy)
 - `autofocus.modeling`: `AutoFocusRCNN` (registered in sniper's `META_ARCH_REGISTRY`).
 - `autofocus.data`: chip mapper adding FocusPixel boxes, the training loader.
 - `autofocus.engine`: `AutoFocusTrainer` (sniper's trainer, cascade evaluation).
-- `autofocus.params`, `autofocus.chips`, `autofocus.cascade`: the inference cascade.
+- `autofocus.params`, `autofocus.structures`, `autofocus.chips`, `autofocus.cascade`: the
+  inference cascade (parameters, records, geometry, engine).
 - `autofocus.predictor`: `AutoFocusPredictor` (one image in, detections out).
-- `autofocus.evaluation`: COCO AP, speed and pixels of an inference engine.
+- `autofocus.cli`: command-line helpers of the visualizer and the benchmark.
 - `autofocus.visualization`, `autofocus.visualize`: pictures and their CLI.
 """
 

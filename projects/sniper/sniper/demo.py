@@ -119,7 +119,7 @@ def dataset_labels(dataset_names: Sequence[str]) -> tuple[list[str] | None, dict
     return (list(names) if names else None), {int(v): int(k) for k, v in id_map.items()}
 
 
-def _output_name(path: str, used: set[str]) -> str:
+def unique_output_name(path: str, used: set[str]) -> str:
     """The input's file name, suffixed ``_k`` when another input already took it."""
     name = os.path.basename(path)
     stem, ext = os.path.splitext(name)
@@ -157,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         done, pixels = done + 1, pixels + out["pixels"]
         drawn = draw_detections(image[:, :, ::-1], out["boxes"], out["scores"], out["classes"],
                                 class_names, args.confidence)
-        out_path = os.path.join(args.output, _output_name(path, used))
+        out_path = os.path.join(args.output, unique_output_name(path, used))
         if not cv2.imwrite(out_path, drawn[:, :, ::-1]):
             logger.warning("could not write %s", out_path)
         stem = os.path.splitext(os.path.basename(path))[0]

@@ -9,7 +9,7 @@ each image of its batch once). ``state_dict()`` gives ``{"epoch", "batch_in_epoc
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -136,21 +136,33 @@ def build_chip_sampler(cfg, records: list[dict]) -> ChipSampler:
         flip=cfg.INPUT.RANDOM_FLIP == "horizontal", seed=max(int(cfg.SEED), 0))
 
 
-def build_chip_mapper(cfg) -> ChipMapper:
+def pad_value(cfg) -> list[float]:
+    """Chip padding colour: the pixel mean in ``cfg.INPUT.FORMAT`` channel order."""
     mean = list(cfg.MODEL.PIXEL_MEAN)  # RGB order
-    pad = mean if cfg.INPUT.FORMAT == "RGB" else mean[::-1]
-    return ChipMapper(cfg.INPUT.FORMAT, pad)
+    return mean if cfg.INPUT.FORMAT == "RGB" else mean[::-1]
 
 
-def build_train_loader(cfg, rank: int = 0, world_size: int = 1) -> TrainChipLoader:
-    """The infinite training loader of ``cfg`` for this rank (see ``TrainChipLoader``)."""
+def build_chip_mapper(cfg, records: Sequence[dict] | None = None) -> ChipMapper:
+    """The ``ChipMapper`` of ``cfg`` (``records`` unused; the signature of a mapper factory)."""
+    return ChipMapper(cfg.INPUT.FORMAT, pad_value(cfg))
+
+
+def build_train_loader(cfg, rank: int = 0, world_size: int = 1, *,
+                       mapper_factory: Callable[..., ChipMapper] | None = None
+                       ) -> TrainChipLoader:
+    """The infinite training loader of ``cfg`` for this rank (see ``TrainChipLoader``).
+
+    ``mapper_factory(cfg, records)`` builds the chip mapper (default ``build_chip_mapper``);
+    projects that need more targets per chip (AutoFocus) pass their own.
+    """
     total = int(cfg.SOLVER.IMS_PER_BATCH)
     if total % world_size:
         raise ValueError(f"SOLVER.IMS_PER_BATCH = {total} must be divisible by the number of "
                          f"processes ({world_size})")
     records = get_records(cfg.DATASETS.TRAIN)
-    return TrainChipLoader(build_chip_sampler(cfg, records), build_chip_mapper(cfg),
-                           total // world_size, rank, world_size, cfg.DATALOADER.NUM_WORKERS)
+    mapper = (mapper_factory or build_chip_mapper)(cfg, records)
+    return TrainChipLoader(build_chip_sampler(cfg, records), mapper, total // world_size, rank,
+                           world_size, cfg.DATALOADER.NUM_WORKERS)
 
 
 def build_test_loader(cfg, dataset_name: str) -> list[dict]:

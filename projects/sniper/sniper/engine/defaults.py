@@ -14,14 +14,15 @@ import logging
 import os
 import random
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from fvcore.common.config import CfgNode
 
-from .checkpoint import atomic_write
-from .launch import get_rank, get_world_size, is_main_process
+from .checkpoint import Checkpointer, atomic_write
+from .launch import get_rank, get_world_size, is_main_process, launch
 
 __all__ = [
     "default_argument_parser",
@@ -162,3 +163,34 @@ def default_setup(cfg: CfgNode, args: Any) -> None:
     seed = cfg.SEED if cfg.SEED < 0 else cfg.SEED + rank
     used = seed_all_rng(seed)
     logger.info("rank %d seeded with %d", rank, used)
+
+
+def run_train_net(args: argparse.Namespace, trainer_cls: type,
+                  load_config: Callable[[str, list[str]], Any] = load_config_or_exit) -> Any:
+    """Body of every process of a train_net script: set up, then evaluate or train.
+
+    ``--eval-only`` builds the model, loads MODEL.WEIGHTS (or the last checkpoint with
+    ``--resume``) and runs ``trainer_cls.test``; otherwise ``trainer_cls(cfg)`` trains.
+    """
+    cfg = load_config(args.config_file, args.opts)
+    default_setup(cfg, args)
+    if args.eval_only:
+        model = trainer_cls.build_model(cfg)
+        if not cfg.MODEL.WEIGHTS and not args.resume:
+            logging.getLogger(__name__).warning(
+                "--eval-only without MODEL.WEIGHTS: evaluating a random model")
+        Checkpointer(model, cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        return trainer_cls.test(cfg, model)
+    trainer = trainer_cls(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def launch_train_net(main: Callable[[argparse.Namespace], Any],
+                     load_config: Callable[[str, list[str]], Any] = load_config_or_exit,
+                     argv: list[str] | None = None) -> None:
+    """Parses detectron2's flags, checks the config before spawning workers, launches."""
+    args = default_argument_parser().parse_args(argv)
+    load_config(args.config_file, args.opts)  # fail before spawning workers
+    launch(main, args.num_gpus, num_machines=args.num_machines,
+           machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))

@@ -107,6 +107,25 @@ def _cut_flags(boxes_tile: np.ndarray, job: _Job, margin: float) -> np.ndarray:
     return cut
 
 
+def batch_by_pixels(jobs: Sequence[Any], max_pixels: int) -> Iterator[list[Any]]:
+    """Consecutive groups of ``jobs`` (anything with a ``canvas_box`` XYXY) whose batch,
+    padded to the largest member rounded up to /32, holds at most ``max_pixels`` pixels
+    (a single job larger than that forms its own batch)."""
+    batch: list[Any] = []
+    max_h = max_w = 0
+    for job in jobs:
+        x1, y1, x2, y2 = job.canvas_box
+        job_h, job_w = math.ceil((y2 - y1) / 32) * 32, math.ceil((x2 - x1) / 32) * 32
+        h, w = max(max_h, job_h), max(max_w, job_w)
+        if batch and (len(batch) + 1) * h * w > max_pixels:
+            yield batch
+            batch, h, w = [], job_h, job_w
+        batch.append(job)
+        max_h, max_w = h, w
+    if batch:
+        yield batch
+
+
 class MultiScaleInference:
     """Run a detector on whole images at several scales and merge (module doc gives details).
 
@@ -215,19 +234,7 @@ class MultiScaleInference:
 
     def _batches(self, jobs: list[_Job]) -> Iterator[list[_Job]]:
         """Consecutive groups whose padded area stays within ``max_pixels_per_batch``."""
-        batch: list[_Job] = []
-        max_h = max_w = 0
-        for job in jobs:
-            x1, y1, x2, y2 = job.canvas_box
-            job_h, job_w = math.ceil((y2 - y1) / 32) * 32, math.ceil((x2 - x1) / 32) * 32
-            h, w = max(max_h, job_h), max(max_w, job_w)
-            if batch and (len(batch) + 1) * h * w > self.max_pixels_per_batch:
-                yield batch
-                batch, h, w = [], job_h, job_w
-            batch.append(job)
-            max_h, max_w = h, w
-        if batch:
-            yield batch
+        return batch_by_pixels(jobs, self.max_pixels_per_batch)
 
     @staticmethod
     def _check_image(i: int, image: np.ndarray) -> np.ndarray:

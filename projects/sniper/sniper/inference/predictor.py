@@ -79,9 +79,12 @@ class SniperPredictor:
         else:
             logger.warning("MODEL.WEIGHTS is empty: the predictor runs a randomly initialized "
                            "model")
-        self.inference = MultiScaleInference.from_config(
-            self.cfg, self.model, **inference_overrides
-        )
+        self.inference = self.build_engine(self.cfg, self.model, **inference_overrides)
+
+    def build_engine(self, cfg: CfgNode, model: Any, **overrides: Any) -> Any:
+        """The inference engine the predictor runs (override in subclasses):
+        ``MultiScaleInference.from_config``."""
+        return MultiScaleInference.from_config(cfg, model, **overrides)
 
     def _prepare(self, index: int, image: np.ndarray) -> np.ndarray:
         """Validate one image and convert its channel order to ``cfg.INPUT.FORMAT``."""
@@ -97,11 +100,12 @@ class SniperPredictor:
             image = image[:, :, ::-1]
         return np.ascontiguousarray(image)
 
-    def predict_batch(self, images: Sequence[np.ndarray]) -> list[dict[str, Any]]:
+    def predict_batch(self, images: Sequence[np.ndarray], **overrides: Any) -> list[dict]:
         """Detections of several images, batched per scale (see ``MultiScaleInference``).
 
         Args:
             images: uint8 ``(H, W, 3)`` arrays in ``input_format`` order (sizes may differ).
+            **overrides: per-call keywords passed to the engine (e.g. AutoFocus thresholds).
 
         Returns:
             One dict per image: ``boxes`` float32 ``(N, 4)`` XYXY image px, ``scores`` float32
@@ -116,18 +120,17 @@ class SniperPredictor:
         prepared = [self._prepare(i, image) for i, image in enumerate(images)]
         if not prepared:
             return []
-        outputs = self.inference(prepared)
-        return [
-            {
-                "boxes": out["boxes"].numpy().astype(np.float32).reshape(-1, 4),
-                "scores": out["scores"].numpy().astype(np.float32),
-                "classes": out["classes"].numpy().astype(np.int64),
-                "pixels": int(out["pixels"]),
-                "pixels_per_scale": list(out["pixels_per_scale"]),
-            }
-            for out in outputs
-        ]
+        outputs = self.inference(prepared, **overrides) if overrides else self.inference(prepared)
+        results = []
+        for out in outputs:
+            out = dict(out)  # engine-specific keys (pixels per scale, chips, ...) pass through
+            out["boxes"] = np.asarray(out["boxes"], np.float32).reshape(-1, 4)
+            out["scores"] = np.asarray(out["scores"], np.float32)
+            out["classes"] = np.asarray(out["classes"], np.int64)
+            out["pixels"] = int(out["pixels"])
+            results.append(out)
+        return results
 
-    def __call__(self, image: np.ndarray) -> dict[str, Any]:
+    def __call__(self, image: np.ndarray, **overrides: Any) -> dict[str, Any]:
         """Detections of one uint8 ``(H, W, 3)`` image (see ``predict_batch``)."""
-        return self.predict_batch([image])[0]
+        return self.predict_batch([image], **overrides)[0]

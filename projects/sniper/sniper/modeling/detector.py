@@ -23,6 +23,7 @@ from fvcore.common.config import CfgNode
 from fvcore.common.registry import Registry
 from torch import Tensor, nn
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+from torchvision.models.detection.image_list import ImageList
 
 from .backbone import build_backbone
 from .roi_heads import RangeAwareRoIHeads, build_roi_heads
@@ -123,12 +124,33 @@ class SniperRCNN(GeneralizedRCNN):
         targets: list[dict[str, Tensor]] | None = None,
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         """Loss dict in training mode, per-image detections (or proposals) in eval mode."""
+        image_list, targets, features = self.forward_features(images, targets)
+        return self.forward_heads(image_list, features, targets)
+
+    def forward_features(
+        self,
+        images: list[Tensor],
+        targets: list[dict[str, Tensor]] | None = None,
+    ) -> tuple[ImageList, list[dict[str, Tensor]] | None, dict[str, Tensor]]:
+        """Checks targets (training), normalizes and pads, runs the backbone.
+
+        Returns:
+            (padded ImageList, targets or None in eval mode, FPN features by name).
+        """
         if self.training:
             if targets is None:
                 raise ValueError("targets are required in training mode")
             check_targets(targets, len(images), self.num_classes)
         image_list, targets = self.transform(images, targets if self.training else None)
-        features = self.backbone(image_list.tensors)
+        return image_list, targets, self.backbone(image_list.tensors)
+
+    def forward_heads(
+        self,
+        image_list: ImageList,
+        features: dict[str, Tensor],
+        targets: list[dict[str, Tensor]] | None,
+    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        """RPN and RoI heads on backbone features: losses (training) or detections."""
         proposals, objectness, losses = self.rpn(image_list, features, targets)
         if self.roi_heads is None:
             if self.training:

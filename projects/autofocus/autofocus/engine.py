@@ -1,0 +1,69 @@
+"""`AutoFocusTrainer`: sniper's trainer with FocusPixel boxes in the chips and cascade tests.
+
+Training is `SniperTrainer`'s loop unchanged: the model (MODEL.META_ARCHITECTURE, normally
+AutoFocusRCNN) returns `loss_focus` next to the detector losses and the total is their sum.
+Only the loader differs (`autofocus.data.build_autofocus_train_loader`: chips carry
+`focus_boxes` / `focus_sizes` / `focus_ignore_boxes`). Evaluation (`test`, after training
+and with `--eval-only`) runs the AutoFocus cascade (`AutoFocusCascade.from_config`) through
+`sniper.engine.evaluation.inference_on_dataset`, and adds to its "speed" entry the pixels of
+the full pyramid (the whole image at every AUTOFOCUS scale) and the fraction processed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from fvcore.common.config import CfgNode
+from torch import nn
+
+from sniper.config import parse_scale_list
+from sniper.engine import SniperTrainer, get_rank, get_world_size, is_main_process
+
+from . import modeling  # noqa: F401  (registers AutoFocusRCNN)
+from .cascade import AutoFocusCascade
+from .data import build_autofocus_train_loader
+from .params import full_pyramid_pixels
+
+__all__ = ["AutoFocusTrainer"]
+
+logger = logging.getLogger("sniper.autofocus.engine")  # logged with sniper's handlers
+
+
+class AutoFocusTrainer(SniperTrainer):
+    """Train and evaluate an AutoFocus detector from a config with the AUTOFOCUS node."""
+
+    @classmethod
+    def build_train_loader(cls, cfg: CfgNode) -> Iterator:
+        """sniper's resumable chip loader with FocusPixel boxes in every target."""
+        return build_autofocus_train_loader(cfg, rank=get_rank(), world_size=get_world_size())
+
+    @classmethod
+    def build_inference(cls, cfg: CfgNode, model: nn.Module) -> AutoFocusCascade:
+        """The AutoFocus cascade of AUTOFOCUS.* (see `AutoFocusCascade.from_config`)."""
+        return AutoFocusCascade.from_config(cfg, model)
+
+    @classmethod
+    def test(cls, cfg: CfgNode, model: nn.Module) -> dict[str, dict[str, Any]]:
+        """`SniperTrainer.test` with the cascade; "speed" also gets `full_pyramid_pixels`
+        (summed over the dataset) and `pixel_fraction` (`input_pixels` / that).
+
+        Returns:
+            `{dataset_name: {"bbox": {...}, "speed": {...}}}` on the main process, `{}`
+            elsewhere.
+        """
+        results = super().test(cfg, model)
+        if not is_main_process():
+            return results
+        scales = tuple(parse_scale_list(cfg.AUTOFOCUS.SCALES))
+        for name, res in results.items():
+            records = cls.build_test_loader(cfg, name)
+            full = float(sum(sum(full_pyramid_pixels((int(r["height"]), int(r["width"])),
+                                                     scales)) for r in records))
+            speed = res.setdefault("speed", {})
+            speed["full_pyramid_pixels"] = full
+            speed["pixel_fraction"] = speed.get("input_pixels", 0.0) / full if full else 0.0
+            logger.info("AutoFocus on %s processed %.4f of the full pyramid's pixels", name,
+                        speed["pixel_fraction"])
+        return results

@@ -1,0 +1,70 @@
+"""projects/autofocus/train_net.py: a few iterations with the real chip loader and the slim
+AutoFocusRCNN, the final cascade evaluation, then `--eval-only` on the checkpoint."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from engine_fakes import SLIM_MODEL_OPTS, restore_loggers, unregister, write_coco_dataset
+
+from sniper.engine.defaults import default_argument_parser
+
+TRAIN_NET = Path(__file__).resolve().parents[2] / "projects" / "autofocus" / "train_net.py"
+OPTS = [
+    "MODEL.META_ARCHITECTURE", "AutoFocusRCNN", "AUTOFOCUS.HEAD_CHANNELS", "8",
+    "MODEL.NUM_CLASSES", "2", "SNIPER.TRAIN_SCALES", "[1.0]", "SNIPER.VALID_RANGES",
+    "[[-1, -1]]", "SNIPER.NEG_MIN_PROPOSALS", "[1]", "SNIPER.CHIP_SIZE", "96",
+    "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "3",
+    "SOLVER.STEPS", "(2,)", "SOLVER.WARMUP_ITERS", "1", "SOLVER.CHECKPOINT_PERIOD", "2",
+    "MODEL.RPN.PRE_NMS_TOPK_TEST", "100", "MODEL.RPN.POST_NMS_TOPK_TEST", "50",
+    "AUTOFOCUS.SCALES", "[[100, 100], 1.0]", "AUTOFOCUS.VALID_RANGES", "[[40, -1], [-1, 40]]",
+    "AUTOFOCUS.THRESHOLDS", "[0.0]", "AUTOFOCUS.DILATIONS", "[1]", "AUTOFOCUS.MIN_SIZES", "[2]",
+]
+GT = {i: [([10 + 7 * i, 12, 30, 24], 0), ([90, 60 + 5 * i, 50, 60], 1)] for i in range(3)}
+
+
+@pytest.fixture()
+def dataset(tmp_path):
+    name = f"af_tn_{tmp_path.name}"
+    write_coco_dataset(tmp_path / "data", name, [(160, 200)] * 3, GT)
+    with restore_loggers():
+        yield name
+    unregister(name)
+
+
+def _train_net():
+    spec = importlib.util.spec_from_file_location("autofocus_train_net", TRAIN_NET)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _opts(name: str, out: Path) -> list[str]:
+    return [*SLIM_MODEL_OPTS, *OPTS, "OUTPUT_DIR", str(out), "DATASETS.TRAIN", f"('{name}',)",
+            "DATASETS.TEST", f"('{name}',)"]
+
+
+def test_train_then_eval_only(dataset, tmp_path) -> None:
+    train_net = _train_net()
+    out = tmp_path / "run"
+    results = train_net.main(default_argument_parser().parse_args(_opts(dataset, out)))
+    res = results[dataset]
+    assert {"AP", "APs"} <= set(res["bbox"])
+    speed = res["speed"]
+    # threshold 0 turns every FocusPixel on: both scales see the whole image
+    # (100 x 80 at the coarse scale, 200 x 160 at 1.0x, per image)
+    assert speed["pixels_scale0"] == 3 * 100 * 80 and speed["pixels_scale1"] == 3 * 200 * 160
+    assert speed["full_pyramid_pixels"] == 3 * (100 * 80 + 200 * 160)
+    assert speed["pixel_fraction"] == pytest.approx(1.0)
+    lines = [json.loads(x) for x in (out / "metrics.json").read_text().splitlines()]
+    assert "loss_focus" in lines[0] and lines[0]["loss_focus"] > 0
+    assert (out / "model_final.pth").is_file()
+
+    eval_args = default_argument_parser().parse_args([
+        "--eval-only", *_opts(dataset, tmp_path / "eval"), "MODEL.WEIGHTS",
+        str(out / "model_final.pth")])
+    again = train_net.main(eval_args)
+    assert again[dataset]["bbox"] == pytest.approx(res["bbox"], nan_ok=True)

@@ -74,6 +74,10 @@ def test_train_then_eval_only(dataset, tmp_path):
     ])
     again = train_net.main(eval_args)
     assert again[dataset]["bbox"] == pytest.approx(results[dataset]["bbox"], nan_ok=True)
+    record = json.loads((tmp_path / "eval" / "metrics.json").read_text().splitlines()[-1])
+    assert record["eval_only"] == str(out / "model_final.pth")
+    assert record[f"{dataset}/bbox/AP"] == pytest.approx(again[dataset]["bbox"]["AP"], nan_ok=True)
+    assert record[f"{dataset}/speed/pixels_per_image"] > 0
 
 
 class _Killed(Exception):

@@ -22,6 +22,7 @@ import torch
 from fvcore.common.config import CfgNode
 
 from .checkpoint import Checkpointer, atomic_write
+from .events import append_metrics, flatten_results
 from .launch import get_rank, get_world_size, is_main_process, launch
 
 __all__ = [
@@ -180,7 +181,13 @@ def run_train_net(args: argparse.Namespace, trainer_cls: type,
             logging.getLogger(__name__).warning(
                 "--eval-only without MODEL.WEIGHTS: evaluating a random model")
         Checkpointer(model, cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        return trainer_cls.test(cfg, model)
+        results = trainer_cls.test(cfg, model)
+        if is_main_process() and results:
+            flat = {f"{name}/{k}": v for name, res in results.items()
+                    for k, v in flatten_results(res).items()}
+            append_metrics(cfg.OUTPUT_DIR, {"eval_only": cfg.MODEL.WEIGHTS or "last_checkpoint",
+                                            **flat})
+        return results
     trainer = trainer_cls(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()

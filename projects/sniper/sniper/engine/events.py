@@ -153,12 +153,7 @@ class TrainingEvents:
         """Append evaluation results ({task: {metric: value}}) as `task/metric` scalars."""
         if not self.enabled:
             return
-        flat = {
-            f"{task}/{metric}": float(value)
-            for task, metrics in results.items()
-            for metric, value in metrics.items()
-            if isinstance(value, int | float)
-        }
+        flat = flatten_results(results)
         self._json_line({"iteration": iteration, **flat})
         if self._tb is not None:
             for name, value in flat.items():
@@ -177,3 +172,20 @@ class TrainingEvents:
         if self._json is not None:
             self._json.close()
             self._json = None
+
+
+def flatten_results(results: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """``{task: {metric: value}}`` as ``{"task/metric": value}`` (numbers only)."""
+    return {
+        f"{task}/{metric}": float(value)
+        for task, metrics in results.items()
+        for metric, value in metrics.items()
+        if isinstance(value, int | float)
+    }
+
+
+def append_metrics(output_dir: str, record: dict[str, Any]) -> None:
+    """Appends one json line to ``<output_dir>/metrics.json`` (main process only)."""
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, "metrics.json"), "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")

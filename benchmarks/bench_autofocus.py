@@ -109,9 +109,14 @@ def plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
     full, cascades = rows[0], rows[1:]
     for ax, key, label in ((axes[0], "pixel_fraction", "fraction of full-pyramid pixels"),
                            (axes[1], "images_per_s", "images / s")):
-        ordered = sorted(cascades, key=lambda r: r[key])
-        ax.plot([r[key] for r in ordered], [r["AP"] for r in ordered], "o-", color="tab:blue",
-                label="AutoFocus")
+        # The sweep (one threshold for every transition) is a curve; the config's own
+        # per-transition thresholds are a separate point.
+        sweep = sorted((r for r in cascades if "[" not in r["method"]), key=lambda r: r[key])
+        ax.plot([r[key] for r in sweep], [r["AP"] for r in sweep], "o-", color="tab:blue",
+                label="AutoFocus, one threshold t")
+        configured = [r for r in cascades if "[" in r["method"]]
+        ax.plot([r[key] for r in configured], [r["AP"] for r in configured], "D",
+                color="tab:green", label="AutoFocus, config thresholds")
         for r in cascades:
             ax.annotate(r["method"].replace("AutoFocus ", ""), (r[key], r["AP"]), fontsize=7,
                         textcoords="offset points", xytext=(3, 3))

@@ -9,7 +9,6 @@ Typical use::
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +23,7 @@ from sniper.config import (
     validate_cfg,
 )
 from sniper.config import key_comments as _sniper_key_comments
+from sniper.engine.defaults import load_config_or_exit as sniper_load_config_or_exit
 
 __all__ = [
     "add_autofocus_config",
@@ -119,9 +119,4 @@ def setup_cfg(config_file: str, opts: Sequence[str]) -> CfgNode:
 def load_config_or_exit(config_file: str, opts: Sequence[str]) -> CfgNode:
     """`setup_cfg`, or exit with status 2 and a one-line message naming the bad key / value /
     file (no traceback), as `sniper.engine.load_config_or_exit` does."""
-    try:
-        return setup_cfg(config_file, opts)
-    except (KeyError, ValueError, FileNotFoundError) as err:
-        message = err.args[0] if err.args else repr(err)
-        print(f"error: bad config: {message}", file=sys.stderr)
-        raise SystemExit(2) from None
+    return sniper_load_config_or_exit(config_file, list(opts), setup=setup_cfg)

@@ -68,13 +68,16 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
     return parser
 
 
-def load_config_or_exit(config_file: str, opts: list[str]) -> CfgNode:
-    """`sniper.config.setup_cfg`, or exit with status 2 and a one-line message naming the
-    bad key / value / file (no traceback), as argparse does for bad flags."""
-    from sniper.config import setup_cfg
+def load_config_or_exit(config_file: str, opts: list[str],
+                        setup: Callable[[str, list[str]], CfgNode] | None = None) -> CfgNode:
+    """``setup(config_file, opts)`` (default `sniper.config.setup_cfg`), or exit with status 2
+    and a one-line message naming the bad key / value / file (no traceback), as argparse
+    does for bad flags."""
+    if setup is None:
+        from sniper.config import setup_cfg as setup
 
     try:
-        return setup_cfg(config_file, opts)
+        return setup(config_file, list(opts))
     except (KeyError, ValueError, FileNotFoundError) as err:
         message = err.args[0] if err.args else repr(err)
         print(f"error: bad config: {message}", file=sys.stderr)

@@ -81,7 +81,7 @@ def test_train_then_eval_only(dataset, tmp_path):
 
 
 class _Killed(Exception):
-    pass
+    """Raised by a test trainer to simulate a run killed mid-training."""
 
 
 class _KilledAfter2(SniperTrainer):

@@ -22,7 +22,7 @@ from sniper.engine.trainer import check_losses
 
 
 class _Killed(Exception):
-    pass
+    """Raised by a test trainer to simulate a run killed mid-training."""
 
 
 class _KilledAfter3(SlimTrainer):

@@ -143,3 +143,13 @@ def check_canvases(image_sizes: np.ndarray, factors: np.ndarray, chip_size: int,
 
 def check_image_size(image_size: object) -> tuple[int, int]:
     return _check_image_size(image_size)
+
+
+def flatten_boxes_in_images(boxes: object, box_splits: object | None, image_sizes: np.ndarray,
+                            name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``flatten_boxes`` for ``len(image_sizes)`` images, then ``check_inside`` each box's
+    own image (``image_sizes`` int ``(N, 2)`` of (height, width))."""
+    flat, splits = flatten_boxes(boxes, box_splits, len(image_sizes), name)
+    per_box = np.repeat(np.arange(len(image_sizes)), np.diff(splits))
+    check_inside(flat, image_sizes[per_box, 0], image_sizes[per_box, 1], name, splits)
+    return flat, splits

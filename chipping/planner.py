@@ -101,9 +101,7 @@ def plan_positive_chips_batch(
     sizes, scale_rows, ranges, chip, step = _prepare(image_sizes, scales, valid_ranges,
                                                      chip_size, stride)
     n = len(sizes)
-    flat, splits = _checks.flatten_boxes(boxes, box_splits, n, "boxes")
-    per_box = np.repeat(np.arange(n), np.diff(splits))
-    _checks.check_inside(flat, sizes[per_box, 0], sizes[per_box, 1], "boxes", splits)
+    flat, splits = _checks.flatten_boxes_in_images(boxes, box_splits, sizes, "boxes")
     raw = backend_module(backend).plan_positive_batch(
         flat, splits, sizes, scale_rows, ranges, chip, step, bool(jitter),
         _seeds(seed, seeds, n), _checks.check_int(num_threads, "num_threads", 0))
@@ -177,9 +175,8 @@ def plan_negative_chips_batch(
     sizes, scale_rows, ranges, chip, step = _prepare(image_sizes, scales, valid_ranges,
                                                      chip_size, stride)
     n = len(sizes)
-    flat, splits = _checks.flatten_boxes(proposals, proposal_splits, n, "proposals")
-    per_box = np.repeat(np.arange(n), np.diff(splits))
-    _checks.check_inside(flat, sizes[per_box, 0], sizes[per_box, 1], "proposals", splits)
+    flat, splits = _checks.flatten_boxes_in_images(proposals, proposal_splits, sizes,
+                                                   "proposals")
     if isinstance(min_proposals, (str, bytes)) or len(min_proposals) != len(scale_rows):
         raise ValueError(f"min_proposals = {min_proposals!r}: need one count per scale "
                          f"({len(scale_rows)})")

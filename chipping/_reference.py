@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from chipping.scales import GOLDEN, MASK64, _factor_from_row, mix64, scaled_length
+from chipping.scales import (
+    GOLDEN,
+    MASK64,
+    _factor_from_row,
+    box_sizes,
+    in_range,
+    mix64,
+    scaled_length,
+)
 
 
 class SplitMix64:
@@ -85,8 +93,8 @@ def _scale_setup(scale_row, height, width, chip_size, stride, jitter, rng):
 
 def _valid_on_canvas(boxes, lo, hi, factor, canvas_w, canvas_h) -> np.ndarray:
     b = boxes.astype(np.float64)
-    size = np.sqrt((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))
-    keep = (size > 0) & (size >= lo) & (size < hi)
+    size = box_sizes(b)
+    keep = (size > 0) & in_range(size, lo, hi)
     b = b[keep] * factor
     return np.minimum(b, [canvas_w, canvas_h, canvas_w, canvas_h])
 
@@ -166,11 +174,11 @@ def assign_boxes_batch(chip_image_index, chips_scaled, factors, chip_ranges, box
         ix2, iy2 = np.minimum(bs[:, 2], c[2]), np.minimum(bs[:, 3], c[3])
         iw, ih = ix2 - ix1, iy2 - iy1
         kept = (iw > 0) & (ih > 0) & (iw >= min_box_size) & (ih >= min_box_size)
-        size = np.sqrt((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))
+        size = box_sizes(b)
         with np.errstate(divide="ignore", invalid="ignore"):
             inside = (iw * ih) / ((bs[:, 2] - bs[:, 0]) * (bs[:, 3] - bs[:, 1]))
         lo, hi = chip_ranges[k]
-        valid = kept & (flags == 0) & (size >= lo) & (size < hi) & (inside >= min_inside)
+        valid = kept & (flags == 0) & in_range(size, lo, hi) & (inside >= min_inside)
         ignore = kept & ~valid
         clipped = np.stack([ix1 - c[0], iy1 - c[1], ix2 - c[0], iy2 - c[1]], axis=1)
         for mask, index, dst, counts in ((valid, valid_index, valid_boxes, valid_counts),

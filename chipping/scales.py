@@ -1,4 +1,4 @@
-"""Scales, valid ranges and seeds: the small shared vocabulary of the planner.
+"""Scales, box sizes, valid ranges and seeds: the one shared vocabulary of the project.
 
 A *scale* is either a factor on the original image (``3.0``) or a ``(short_target, long_cap)``
 pair: the image is resized so its short side becomes ``short_target`` unless its long side would
@@ -6,6 +6,11 @@ then exceed ``long_cap`` (``-1`` = no cap). "Long side 512" is the pair ``(512, 
 
 A *valid range* ``(lo, hi)`` is a half-open interval ``[lo, hi)`` of box sizes ``sqrt(w * h)``
 in original-image pixels; ``-1`` marks an open end.
+
+The *size* of an XYXY box is ``sqrt(w * h)`` (``box_sizes``; negative extents count as 0), and
+``in_range`` is the one half-open range test. Every package uses these (the model's torch twin
+is ``sniper.modeling.matching.box_sizes`` / ``in_range_mask``; the compiled planner's C++ twin
+is ``box_size`` in ``csrc/geometry.h``).
 
 Image sizes are ``(height, width)`` in pixels, as torchvision and detectron2.
 """
@@ -57,6 +62,28 @@ def parse_scales(scales: Sequence[ScaleSpec]) -> np.ndarray:
     return np.asarray(rows, dtype=np.float64)
 
 
+def scale_specs(scales: Sequence[ScaleSpec]) -> list[ScaleSpec]:
+    """Validated scale specs in their Python form: ``float`` factors and ``(short, long)``
+    float pairs (``long = -1``: no cap). Raises ``ValueError`` as ``parse_scales``."""
+    rows = parse_scales(scales)
+    return [float(a) if is_pair == 0 else (float(a), float(b)) for is_pair, a, b in rows]
+
+
+def box_sizes(boxes: np.ndarray) -> np.ndarray:
+    """float64 ``(N,)`` size ``sqrt(w * h)`` of float ``(N, 4)`` XYXY boxes (any one frame);
+    a negative width or height counts as 0."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    w = np.maximum(b[:, 2] - b[:, 0], 0.0)
+    h = np.maximum(b[:, 3] - b[:, 1], 0.0)
+    return np.sqrt(w * h)
+
+
+def in_range(sizes: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """bool mask of ``sizes`` in the half-open range ``[lo, hi)`` (``hi`` may be inf)."""
+    sizes = np.asarray(sizes)
+    return (sizes >= lo) & (sizes < hi)
+
+
 def _factor_from_row(row: np.ndarray, height: int, width: int) -> float:
     if row[0] == 0.0:
         return float(row[1])
@@ -94,11 +121,16 @@ def scaled_size(image_size: tuple[int, int], factor: float) -> tuple[int, int]:
     return scaled_length(height, factor), scaled_length(width, factor)
 
 
-def parse_ranges(valid_ranges: Sequence[Sequence[float]], num_scales: int,
+def parse_ranges(valid_ranges: Sequence[Sequence[float]], num_scales: int | None = None,
                  name: str = "valid_ranges") -> np.ndarray:
-    """Normalizes valid ranges into a float64 ``(S, 2)`` array ``[lo, hi)``; -1 -> 0 / +inf."""
+    """Normalizes valid ranges into a float64 ``(S, 2)`` array ``[lo, hi)``; -1 -> 0 / +inf.
+
+    ``num_scales`` (if given) is the number of entries required.
+    """
     if isinstance(valid_ranges, (str, bytes)) or not isinstance(valid_ranges, Sequence):
         raise ValueError(f"{name} must be a list of (lo, hi) pairs, got {valid_ranges!r}")
+    if num_scales is None:
+        num_scales = len(valid_ranges)
     if len(valid_ranges) != num_scales:
         raise ValueError(f"{name} has {len(valid_ranges)} entries but there are {num_scales} "
                          f"scales; give one (lo, hi) per scale")

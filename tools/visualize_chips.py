@@ -18,7 +18,7 @@ import cv2
 
 from sniper.config import add_sniper_config, get_cfg
 from sniper.data.build import build_chip_sampler, get_records
-from sniper.data.chip_mapper import read_image
+from sniper.image_ops import read_image
 from sniper.visualization import draw_chips
 
 

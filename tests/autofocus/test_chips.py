@@ -1,15 +1,11 @@
-"""FocusChip geometry: outward rounding onto a canvas, merging overlaps, inner-edge cuts."""
+"""FocusChip geometry: outward rounding onto a canvas, merging overlaps (the inner-edge cut
+is the runner's: tests/sniper/test_runner.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from autofocus.chips import (
-    border_cut_flags,
-    canvas_window,
-    merge_overlapping,
-    window_edges_inner,
-)
+from autofocus.chips import canvas_window, merge_overlapping
 
 
 def test_canvas_window_rounds_outward_and_clips() -> None:
@@ -33,19 +29,3 @@ def test_merge_overlapping_until_nothing_overlaps() -> None:
     touching = np.array([[0, 0, 10, 10], [10, 0, 20, 10]], np.float32)
     assert merge_overlapping(touching).tolist() == touching.tolist()
     assert merge_overlapping(np.zeros((0, 4))).shape == (0, 4)
-
-
-def test_inner_edges_and_cut_flags() -> None:
-    inner = window_edges_inner((0, 100, 200, 300), (300, 500))
-    assert inner == (False, True, True, False)
-    window = [0.0, 50.0, 100.0, 150.0]  # the window at factor 2, in image px
-    boxes = np.array([
-        [1, 60, 20, 80],     # 1 px from the left edge: an image edge, kept
-        [30, 55, 50, 80],    # 5 px from the inner top edge: cut
-        [30, 60, 50, 80],    # exactly delta from the top: kept
-        [30, 70, 95, 80],    # 5 px from the inner right edge: cut
-        [30, 70, 50, 149],   # 1 px from the bottom: an image edge, kept
-    ], np.float32)
-    assert border_cut_flags(boxes, window, inner, 10.0).tolist() == [False, True, False,
-                                                                     True, False]
-    assert not border_cut_flags(boxes, window, inner, 0.0).any()

@@ -10,9 +10,10 @@ import pytest
 
 from sniper.data import chip_mapper as mapper_module
 from sniper.data.build import TrainChipLoader
-from sniper.data.chip_mapper import ChipMapper, cut_chip
+from sniper.data.chip_mapper import ChipMapper
 from sniper.data.chip_sampler import ChipSampler
 from sniper.data.proposals import load_proposals, save_proposals
+from sniper.image_ops import cut_chip
 from sniper.structures import chip_to_image, image_to_chip
 
 SCALES = [2.0, 1.0, [256, 256]]

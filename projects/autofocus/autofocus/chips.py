@@ -1,8 +1,8 @@
-"""FocusChip geometry of the cascade: image px <-> canvas windows, merging, border pruning.
+"""FocusChip geometry of the cascade: image px -> canvas windows, merging overlapping chips.
 
 Frames (DESIGN.md section 3, `sniper.structures`): *image* px of the original image;
 *canvas* px of the image resized by a scale's factor `f` (`canvas = image * f`); a *window*
-is an integer XYXY box on a canvas, the network input cut by `sniper.data.chip_mapper.cut_chip`.
+is an integer XYXY box on a canvas, the network input cut by `sniper.image_ops.cut_chip`.
 Boxes are XYXY with exclusive right/bottom edges.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["border_cut_flags", "canvas_window", "merge_overlapping", "window_edges_inner"]
+__all__ = ["canvas_window", "merge_overlapping"]
 
 _EPS = 1e-6  # tolerance of floor/ceil on products like 352.0000001
 
@@ -68,36 +68,3 @@ def merge_overlapping(rects: np.ndarray) -> np.ndarray:
     out = np.asarray(boxes, np.float32).reshape(-1, 4)
     order = np.lexsort((out[:, 2], out[:, 3], out[:, 0], out[:, 1]))
     return out[order]
-
-
-def window_edges_inner(window: Sequence[int], canvas_size: tuple[int, int]) -> tuple[bool, ...]:
-    """Which edges (left, top, right, bottom) of a canvas window are not canvas edges."""
-    x1, y1, x2, y2 = (int(v) for v in window)
-    height, width = canvas_size
-    return x1 > 0, y1 > 0, x2 < width, y2 < height
-
-
-def border_cut_flags(boxes_img: np.ndarray, window_img: Sequence[float],
-                     inner: Sequence[bool], delta: float) -> np.ndarray:
-    """bool `(N,)`: detections within `delta` image px of an inner edge of their chip.
-
-    Args:
-        boxes_img: float `(N, 4)` XYXY image px.
-        window_img: the chip's XYXY extent in image px.
-        inner: (left, top, right, bottom) flags from `window_edges_inner`; outer edges
-            (image borders) never cut.
-        delta: distance in image px; a box edge closer than `delta` to an inner chip edge
-            (`box.x1 - chip.x1 < delta`, ...) marks the object as cut by the chip.
-    """
-    b = np.asarray(boxes_img, np.float64).reshape(-1, 4)
-    wx1, wy1, wx2, wy2 = (float(v) for v in window_img)
-    cut = np.zeros(len(b), dtype=bool)
-    if inner[0]:
-        cut |= b[:, 0] - wx1 < delta
-    if inner[1]:
-        cut |= b[:, 1] - wy1 < delta
-    if inner[2]:
-        cut |= wx2 - b[:, 2] < delta
-    if inner[3]:
-        cut |= wy2 - b[:, 3] < delta
-    return cut

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from fvcore.common.config import CfgNode
 
+from chipping.scales import box_sizes
 from sniper.data.build import TrainChipLoader, build_train_loader, pad_value
 from sniper.data.chip_mapper import ChipMapper
 from sniper.structures import ChipSpec, flip_boxes
@@ -34,7 +35,7 @@ def chip_boxes(boxes_img: np.ndarray, spec: ChipSpec) -> tuple[np.ndarray, np.nd
     area; then flipped if the chip is flipped. float32 outputs.
     """
     b = spec.image_to_chip(np.asarray(boxes_img, np.float32).reshape(-1, 4)).astype(np.float64)
-    sizes = np.sqrt(np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None))
+    sizes = box_sizes(b)
     b[:, 0::2] = b[:, 0::2].clip(0, spec.width)
     b[:, 1::2] = b[:, 1::2].clip(0, spec.height)
     keep = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])

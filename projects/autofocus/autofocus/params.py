@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chipping.scales import parse_ranges, parse_scales, scale_factor, scaled_size
+from sniper.config import parse_scale_list
 
 __all__ = ["CascadeParams", "cascade_params_from_cfg", "full_pyramid_pixels"]
 
@@ -75,8 +76,6 @@ class CascadeParams:
 def cascade_params_from_cfg(cfg: Any) -> CascadeParams:
     """From AUTOFOCUS.SCALES / VALID_RANGES / THRESHOLDS / DILATIONS / MIN_SIZES /
     BORDER_DELTA."""
-    from sniper.config import parse_scale_list
-
     af = cfg.AUTOFOCUS
     return CascadeParams(
         scales=tuple(parse_scale_list(af.SCALES)),

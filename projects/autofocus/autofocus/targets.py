@@ -28,6 +28,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from sniper.modeling.matching import box_sizes
+
 __all__ = ["focus_pixel_labels", "focus_pixel_labels_batch", "target_focus_boxes"]
 
 
@@ -78,8 +80,7 @@ def focus_pixel_labels(
     boxes = boxes.reshape(-1, 4)
     height, width = (int(v) for v in map_size)
     if sizes is None:
-        wh = (boxes[:, 2:] - boxes[:, :2]).clamp(min=0)
-        sizes = torch.sqrt(wh[:, 0] * wh[:, 1])
+        sizes = box_sizes(boxes)
     sizes = sizes.reshape(-1).to(torch.float64)
     if sizes.numel() != boxes.shape[0]:
         raise ValueError(f"got {sizes.numel()} sizes for {boxes.shape[0]} boxes")

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 
 import cv2
 
-from sniper.data.chip_mapper import ImageReadError, read_image
 from sniper.demo import dataset_labels, unique_output_name
+from sniper.image_ops import ImageReadError, read_image
 
 from .cli import parse_with_overrides, resolve_inputs
 from .config import setup_cfg

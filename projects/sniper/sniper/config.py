@@ -6,14 +6,13 @@ in command-line `KEY VALUE` overrides.
 
 Typical use::
 
-    cfg = setup_cfg("configs/sniper/mobilenet_v2_slim.yaml", ["SOLVER.MAX_ITER", "100"])
+    cfg = setup_cfg("configs/sniper/synthetic_mobilenet.yaml", ["SOLVER.MAX_ITER", "100"])
 """
 
 from __future__ import annotations
 
 import ast
 import io
-import math
 import tokenize
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 from fvcore.common.config import CfgNode as _FvCfgNode
 
+from chipping.scales import parse_ranges, scale_specs
 from sniper import config_defaults
 
 __all__ = [
@@ -94,41 +94,26 @@ def setup_cfg(config_file: str, opts: list[str]) -> CfgNode:
 
 
 def parse_scale_list(cfg_value: Sequence[Any]) -> list[Scale]:
-    """Parse a scale list: each entry a factor (float) or a [short, long] pair (pixels).
+    """Parse a scale list: each entry a factor or a ``[short, long]`` pair (px; ``long = -1``:
+    no cap), as ``chipping.scales.scale_specs``.
 
-    Returns floats for factors and `(short, long)` float tuples for pairs.
-    Raises ValueError on anything else or on non-positive numbers.
+    Returns floats for factors and ``(short, long)`` float tuples for pairs.
+
+    Raises:
+        ValueError: naming the offending entry (non-positive, non-finite, malformed).
     """
-    scales: list[Scale] = []
-    for entry in cfg_value:
-        if isinstance(entry, bool):
-            raise ValueError(f"scale entry {entry!r} is not a factor or [short, long] pair")
-        if isinstance(entry, int | float):
-            if entry <= 0:
-                raise ValueError(f"scale factor {entry!r} must be > 0")
-            scales.append(float(entry))
-        elif isinstance(entry, list | tuple) and len(entry) == 2:
-            short, long = (float(v) for v in entry)
-            if short <= 0 or long <= 0:
-                raise ValueError(f"scale pair {list(entry)!r} must have sides > 0")
-            scales.append((short, long))
-        else:
-            raise ValueError(f"scale entry {entry!r} is not a factor or [short, long] pair")
-    return scales
+    return scale_specs(list(cfg_value))
 
 
 def parse_valid_ranges(cfg_value: Sequence[Any]) -> list[tuple[float, float]]:
-    """Parse [lo, hi] size ranges (pixels; -1 = open end) into (lo, hi) with 0 / inf ends."""
-    ranges: list[tuple[float, float]] = []
-    for entry in cfg_value:
-        if not isinstance(entry, list | tuple) or len(entry) != 2:
-            raise ValueError(f"valid range {entry!r} is not a [lo, hi] pair")
-        lo = 0.0 if entry[0] == -1 else float(entry[0])
-        hi = math.inf if entry[1] == -1 else float(entry[1])
-        if lo < 0 or hi <= lo:
-            raise ValueError(f"valid range {list(entry)!r} needs 0 <= lo < hi (-1 = open)")
-        ranges.append((lo, hi))
-    return ranges
+    """Parse ``[lo, hi]`` size ranges (image px; -1 = open end) into half-open ``(lo, hi)``
+    with 0 / inf ends, as ``chipping.scales.parse_ranges``.
+
+    Raises:
+        ValueError: naming the offending entry.
+    """
+    value = [list(r) if isinstance(r, list | tuple) else r for r in cfg_value]
+    return [(float(lo), float(hi)) for lo, hi in parse_ranges(value)]
 
 
 def _check(ok: bool, key: str, value: Any, why: str) -> None:

@@ -43,7 +43,7 @@ from tqdm import tqdm
 from sniper.config import setup_cfg
 from sniper.data.build import register_builtin_datasets
 from sniper.data.catalog import DatasetCatalog, MetadataCatalog
-from sniper.data.chip_mapper import ImageReadError, read_image
+from sniper.image_ops import ImageReadError, read_image
 from sniper.inference.predictor import SniperPredictor
 from sniper.visualization_dets import draw_detections
 

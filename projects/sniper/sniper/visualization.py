@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from chipping.scales import parse_ranges
+from chipping.scales import box_sizes, in_range, parse_ranges
 
 SCALE_COLORS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
                 (70, 240, 240)]
@@ -25,10 +25,9 @@ def scale_color(scale_index: int) -> tuple[int, int, int]:
 
 def valid_scale_of_boxes(boxes: np.ndarray, valid_ranges: Sequence) -> np.ndarray:
     """int ``(N,)``: the first scale whose valid range holds each box's size, -1 if none."""
-    b = np.asarray(boxes, np.float64).reshape(-1, 4)
-    ranges = parse_ranges([list(r) for r in valid_ranges], len(valid_ranges))
-    size = np.sqrt((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))
-    ok = (size[:, None] >= ranges[None, :, 0]) & (size[:, None] < ranges[None, :, 1])
+    ranges = parse_ranges([list(r) for r in valid_ranges])
+    size = box_sizes(boxes)
+    ok = np.stack([in_range(size, lo, hi) for lo, hi in ranges], axis=1).reshape(len(size), -1)
     return np.where(ok.any(axis=1), ok.argmax(axis=1), -1)
 
 

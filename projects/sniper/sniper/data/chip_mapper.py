@@ -1,12 +1,8 @@
 """Chip mapper: cuts chips out of images and turns them into model inputs.
 
-Interpolation rule (one for the whole project): a chip is a window of the *canvas*, the image
-resized by the chip's factor ``f`` to ``scaled_size``. For ``f < 1`` the canvas is made with
-``cv2.resize(..., INTER_AREA)`` (anti-aliased shrinking) and the window is cropped from it;
-for ``f >= 1`` only the window is computed, by bilinear ``cv2.warpAffine`` with the
-pixel-centre mapping ``canvas = f * (image + 0.5) - 0.5`` (what ``cv2.resize`` does), so a
-3x scale never materializes the whole 3x canvas. The chip is then flipped if asked and padded
-at the right/bottom to ``chip_size`` with ``pad_value``.
+A chip is cut with the project's one resize rule (``sniper.image_ops.cut_chip``), then flipped
+if its spec says so (image, valid boxes and ignore boxes together) and padded at the
+right/bottom to ``chip_size`` with ``pad_value``.
 """
 
 from __future__ import annotations
@@ -14,57 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 import torch
 
-from chipping.scales import scaled_length
+from sniper.image_ops import ImageReadError, cut_chip, read_image
 from sniper.structures import ChipSpec, flip_boxes
 
 logger = logging.getLogger("sniper.data")
-
-
-class ImageReadError(OSError):
-    """An image file is missing, unreadable or not an image."""
-
-
-def read_image(path: str, fmt: str = "RGB") -> np.ndarray:
-    """Reads ``path`` as uint8 ``(H, W, 3)`` in ``fmt`` ("RGB" or "BGR") channel order."""
-    if fmt not in ("RGB", "BGR"):
-        raise ValueError(f"image format must be 'RGB' or 'BGR', got {fmt!r}")
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise ImageReadError(f"cannot read image {path!r}: missing, unreadable or corrupt")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if fmt == "RGB" else image
-
-
-def cut_chip(image: np.ndarray, canvas_box: Sequence[int], factor: float,
-             canvas_cache: dict | None = None) -> np.ndarray:
-    """The canvas window ``canvas_box`` (XYXY, canvas px) of ``image`` at ``factor``.
-
-    Args:
-        image: uint8 ``(H, W, 3)``.
-        canvas_cache: optional dict reused across chips of the same image (holds shrunken
-            canvases keyed by factor).
-
-    Returns:
-        uint8 ``(y2 - y1, x2 - x1, 3)``.
-    """
-    x1, y1, x2, y2 = (int(v) for v in canvas_box)
-    h, w = image.shape[:2]
-    if factor < 1.0:
-        key = float(factor)
-        canvas = None if canvas_cache is None else canvas_cache.get(key)
-        if canvas is None:
-            size = (scaled_length(w, factor), scaled_length(h, factor))
-            canvas = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-            if canvas_cache is not None:
-                canvas_cache[key] = canvas
-        return np.ascontiguousarray(canvas[y1:y2, x1:x2])
-    shift = 0.5 * (factor - 1.0)
-    m = np.array([[factor, 0.0, shift - x1], [0.0, factor, shift - y1]], np.float64)
-    return cv2.warpAffine(image, m, (x2 - x1, y2 - y1), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
 
 
 class ChipMapper:

@@ -28,7 +28,7 @@ from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 
 from sniper.data.catalog import MetadataCatalog
-from sniper.data.chip_mapper import read_image as load_image
+from sniper.image_ops import read_image as load_image
 
 from .launch import all_gather, get_rank, get_world_size, is_main_process
 

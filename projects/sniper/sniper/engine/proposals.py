@@ -5,7 +5,7 @@ with objectness ``scores``) on every image at every given scale. The resizing, t
 back to original-image pixels (``image = canvas / f``), the clipping to the image, the tiling
 of huge canvases and the cross-scale merge are those of SNIPER inference
 (``sniper.inference.multiscale.MultiScaleInference``, which resizes with
-``sniper.data.chip_mapper.cut_chip``): no scale filters by size, the union of all scales is
+``sniper.image_ops.cut_chip``): no scale filters by size, the union of all scales is
 de-duplicated with hard NMS at ``nms_iou`` and the best ``max_per_image`` are kept.
 
 ``write_proposals_file`` does that at ``SNIPER.TEST_SCALES`` ("run it on the training images
@@ -29,8 +29,8 @@ from fvcore.common.config import CfgNode
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from sniper.data.chip_mapper import ImageReadError, read_image
 from sniper.data.proposals import save_proposals
+from sniper.image_ops import ImageReadError, read_image
 from sniper.inference.multiscale import MultiScaleInference
 
 from .launch import all_gather, get_rank, get_world_size, is_main_process, synchronize

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from fvcore.common.config import CfgNode
 
+from sniper.image_ops import check_image
 from sniper.modeling import build_model
 
 from .multiscale import MultiScaleInference
@@ -88,14 +89,7 @@ class SniperPredictor:
 
     def _prepare(self, index: int, image: np.ndarray) -> np.ndarray:
         """Validate one image and convert its channel order to ``cfg.INPUT.FORMAT``."""
-        if not isinstance(image, np.ndarray):
-            raise ValueError(f"image {index}: expected a numpy array, got {type(image).__name__}")
-        if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
-            raise ValueError(
-                f"image {index}: expected shape (H, W, 3) with H, W > 0, got {image.shape}"
-            )
-        if image.dtype != np.uint8:
-            raise ValueError(f"image {index}: expected dtype uint8 (0-255), got {image.dtype}")
+        image = check_image(image, index)
         if self.input_format != self.cfg.INPUT.FORMAT:
             image = image[:, :, ::-1]
         return np.ascontiguousarray(image)
@@ -115,7 +109,7 @@ class SniperPredictor:
 
         Raises:
             ValueError: naming the image index and its shape or dtype when it is not a
-                uint8 ``(H, W, 3)`` array.
+                uint8 ``(H, W, 3)`` array (``sniper.image_ops.check_image``).
         """
         prepared = [self._prepare(i, image) for i, image in enumerate(images)]
         if not prepared:

@@ -7,7 +7,7 @@ Training targets, per image (all in the pixels of that input, i.e. chip px):
     boxes        float32 (N, 4) XYXY valid GT boxes (N may be 0: negative chip)
     labels       int64 (N,) classes 1..C (0 = background is never a GT label)
     ignore_boxes float32 (M, 4) optional, GT boxes of the wrong size for this chip's scale
-    valid_range  float32 (2,) optional, [lo, hi] box size sqrt(w*h) range in chip px
+    valid_range  float32 (2,) optional, [lo, hi) (half-open) box size sqrt(w*h) range in chip px
 
 Outputs: in training a loss dict ({"loss_objectness", "loss_rpn_box_reg"} and, unless
 RPN-only, {"loss_classifier", "loss_box_reg"}); in eval a list with one dict per image:

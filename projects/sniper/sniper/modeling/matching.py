@@ -1,6 +1,8 @@
 """Box rules shared by the RPN and the RoI heads: sizes, valid ranges, ignore overlap.
 
-All boxes are float XYXY in chip pixels (the pixels of the network input).
+All boxes are float XYXY in chip pixels (the pixels of the network input). ``box_sizes`` and
+``in_range_mask`` are the torch twins of ``chipping.scales.box_sizes`` / ``in_range`` (the
+project's one size ``sqrt(w * h)`` and one half-open range test ``[lo, hi)``).
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ def box_sizes(boxes: Tensor) -> Tensor:
 
 
 def in_range_mask(boxes: Tensor, valid_range: Tensor | None) -> Tensor:
-    """(K, 4) boxes, optional (2,) [lo, hi] size range (hi may be inf) -> (K,) bool mask of
-    boxes whose size lies in [lo, hi] (inclusive). No range keeps every box."""
+    """(K, 4) boxes, optional (2,) ``[lo, hi)`` size range (hi may be inf) -> (K,) bool mask
+    of boxes whose size lies in the half-open ``[lo, hi)``. No range keeps every box."""
     if valid_range is None:
         return torch.ones(boxes.shape[0], dtype=torch.bool, device=boxes.device)
     lo, hi = valid_range.to(device=boxes.device, dtype=boxes.dtype).reshape(2).unbind(0)
     sizes = box_sizes(boxes)
-    return (sizes >= lo) & (sizes <= hi)
+    return (sizes >= lo) & (sizes < hi)
 
 
 def max_iou_with(boxes: Tensor, others: Tensor | None) -> Tensor:

@@ -2,8 +2,8 @@
 
 Training rules, per chip (targets in chip px):
 
-1. proposals whose size sqrt(w*h) is outside the chip's `valid_range` [lo, hi] are dropped
-   before sampling;
+1. proposals whose size sqrt(w*h) is outside the chip's half-open `valid_range` [lo, hi) are
+   dropped before sampling;
 2. GT boxes are appended to the proposals only when their size is in that range;
 3. proposals are matched to all GT boxes (labels 1..C fg, 0 bg, -1 between thresholds);
 4. a proposal that is not fg and has IoU > `ignore_iou_thresh` with an ignore box gets -1

@@ -1,0 +1,71 @@
+"""The record of one network input of an inference engine.
+
+Frames (docs/design.md, "Conventions"): *image* px of the original image; *canvas* px of the
+image resized by a scale's factor ``f`` (``canvas = image * f``, size
+``chipping.scaled_size``); *input* px of the window given to the network, whose top-left corner
+is canvas px ``(x1, y1)`` of ``canvas_box``. Hence ``input = image * f - (x1, y1)`` and
+``image = (input + (x1, y1)) / f`` (``sniper.structures.chip_to_image``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["NetworkInput", "whole_canvas"]
+
+
+@dataclass(frozen=True)
+class NetworkInput:
+    """One window of one image at one scale, as given to the network.
+
+    Attributes:
+        image_index: which image of the call.
+        factor: the scale's resize factor for that image.
+        canvas_box: int XYXY window on the canvas (canvas px), cut by
+            ``sniper.image_ops.cut_chip``.
+        canvas_size: ``(height, width)`` of the whole canvas (canvas px).
+        cut_margin: a detection whose edge comes closer than this (input px) to an edge of the
+            window that is not a canvas edge is dropped: its object is cut by the window.
+    """
+
+    image_index: int
+    factor: float
+    canvas_box: tuple[int, int, int, int]
+    canvas_size: tuple[int, int]
+    cut_margin: float = 0.0
+
+    @property
+    def area(self) -> int:
+        """Pixels of the input, ``h * w`` (before the model pads it)."""
+        x1, y1, x2, y2 = self.canvas_box
+        return (x2 - x1) * (y2 - y1)
+
+    @property
+    def is_whole(self) -> bool:
+        """True when the window is the whole canvas."""
+        return self.canvas_box == (0, 0, self.canvas_size[1], self.canvas_size[0])
+
+    @property
+    def inner_edges(self) -> tuple[bool, bool, bool, bool]:
+        """Which edges (left, top, right, bottom) of the window are not canvas edges."""
+        x1, y1, x2, y2 = self.canvas_box
+        height, width = self.canvas_size
+        return x1 > 0, y1 > 0, x2 < width, y2 < height
+
+    @property
+    def window_img(self) -> np.ndarray:
+        """float64 ``(4,)`` the window in image px."""
+        return np.asarray(self.canvas_box, np.float64) / self.factor
+
+    @property
+    def offset(self) -> tuple[float, float]:
+        """``(x0, y0)`` image px of the window's top-left corner."""
+        return self.canvas_box[0] / self.factor, self.canvas_box[1] / self.factor
+
+
+def whole_canvas(image_index: int, factor: float, canvas_size: tuple[int, int]) -> NetworkInput:
+    """The input that is the whole canvas of ``(height, width)`` canvas px."""
+    height, width = (int(v) for v in canvas_size)
+    return NetworkInput(image_index, float(factor), (0, 0, width, height), (height, width))

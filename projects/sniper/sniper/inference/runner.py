@@ -1,0 +1,309 @@
+"""The one test-time runner of the project (docs/design.md, "Inference").
+
+Every inference engine (SNIPER multi-scale inference and tiling, the AutoFocus cascade) is an
+``InferenceRunner`` that only chooses the network inputs of each scale (``NetworkInput``:
+whole canvases, tiles, FocusChips of the previous scale). Everything else happens here, once:
+
+1. **Cut and batch.** The inputs of a scale (all images) are cut from the original images with
+   ``sniper.image_ops.cut_chip`` (the one resize rule) and batched in order while the padded
+   batch area ``n * H_max * W_max`` (sides rounded up to 32) stays within
+   ``max_pixels_per_batch``; a larger input runs alone. Outputs come back as numpy.
+2. **Inner-edge cut.** A detection whose edge is closer than the input's ``cut_margin``
+   (input px) to a window edge that is not a canvas edge is dropped (``cut_by_inner_edges``):
+   its object is cut by the window.
+3. **Back to the image.** Boxes are mapped to image px with ``sniper.structures.chip_to_image``.
+4. **Per scale**, per image: optional de-duplication of overlapping inputs (per-class NMS),
+   clipping to the image, and the valid-range filter ``chipping.scales.in_range`` on the box
+   size ``chipping.scales.box_sizes`` (image px, half-open ``[lo, hi)``).
+5. **Finish.** All scales are merged per class with soft-NMS or NMS
+   (``sniper.inference.soft_nms.merge_detections``), the best ``top_k`` kept, labels 1..C
+   become class ids 0..C-1, and the network-input pixels are reported per scale.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torchvision.ops import batched_nms
+
+from chipping.scales import box_sizes, in_range
+from sniper.image_ops import check_image, cut_chip
+from sniper.structures import chip_to_image
+
+from .network_input import NetworkInput
+from .soft_nms import merge_detections
+
+__all__ = [
+    "InferenceRunner",
+    "ScaleOutputs",
+    "batch_by_pixels",
+    "cut_by_inner_edges",
+    "runner_kwargs_from_config",
+]
+
+Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes (N, 4), scores (N,), labels (N,)
+
+
+def batch_by_pixels(inputs: Sequence[NetworkInput], max_pixels: int) -> Iterator[list[Any]]:
+    """Consecutive groups of ``inputs`` whose batch, padded to the largest member rounded up
+    to /32, holds at most ``max_pixels`` pixels (a single larger input forms its own batch)."""
+    batch: list[NetworkInput] = []
+    max_h = max_w = 0
+    for inp in inputs:
+        x1, y1, x2, y2 = inp.canvas_box
+        in_h, in_w = math.ceil((y2 - y1) / 32) * 32, math.ceil((x2 - x1) / 32) * 32
+        h, w = max(max_h, in_h), max(max_w, in_w)
+        if batch and (len(batch) + 1) * h * w > max_pixels:
+            yield batch
+            batch, h, w = [], in_h, in_w
+        batch.append(inp)
+        max_h, max_w = h, w
+    if batch:
+        yield batch
+
+
+def cut_by_inner_edges(boxes_input: np.ndarray, inp: NetworkInput) -> np.ndarray:
+    """bool ``(N,)``: detections (float ``(N, 4)`` XYXY input px) closer than
+    ``inp.cut_margin`` to an edge of the window that is not a canvas edge."""
+    b = np.asarray(boxes_input).reshape(-1, 4)
+    x1, y1, x2, y2 = inp.canvas_box
+    width, height = x2 - x1, y2 - y1
+    margin = inp.cut_margin
+    left, top, right, bottom = inp.inner_edges
+    cut = np.zeros(len(b), dtype=bool)
+    if left:
+        cut |= b[:, 0] < margin
+    if top:
+        cut |= b[:, 1] < margin
+    if right:
+        cut |= b[:, 2] > width - margin
+    if bottom:
+        cut |= b[:, 3] > height - margin
+    return cut
+
+
+def runner_kwargs_from_config(cfg: Any) -> dict[str, Any]:
+    """The shared keywords of every runner: SNIPER.TEST_NMS / SOFT_NMS_SIGMA / NMS_IOU /
+    SOFT_NMS_MIN_SCORE / DETECTIONS_PER_IMAGE, INPUT.FORMAT and MODEL.DEVICE."""
+    return {
+        "merge": cfg.SNIPER.TEST_NMS,
+        "sigma": cfg.SNIPER.SOFT_NMS_SIGMA,
+        "nms_iou": cfg.SNIPER.NMS_IOU,
+        "min_score": cfg.SNIPER.SOFT_NMS_MIN_SCORE,
+        "top_k": cfg.SNIPER.DETECTIONS_PER_IMAGE,
+        "input_format": cfg.INPUT.FORMAT,
+        "device": cfg.MODEL.DEVICE,
+    }
+
+
+@dataclass
+class ScaleOutputs:
+    """What one scale gave: its inputs (all images) and the model's numpy output of each
+    (``boxes`` float32 ``(D, 4)`` input px, ``scores`` float32 ``(D,)``, ``labels`` int64
+    ``(D,)`` in 1..C, plus the runner's ``output_keys`` as float32 arrays)."""
+
+    inputs: list[NetworkInput]
+    outputs: list[dict[str, np.ndarray]]
+
+    def of_image(self, index: int) -> list[tuple[NetworkInput, dict[str, np.ndarray]]]:
+        """The ``(input, output)`` pairs of image ``index``."""
+        return [(i, o) for i, o in zip(self.inputs, self.outputs, strict=True)
+                if i.image_index == index]
+
+
+@dataclass
+class _ImageState:
+    pixels: list[int] = field(default_factory=list)
+    inputs: list[int] = field(default_factory=list)
+    kept: list[tuple[Tensor, Tensor, Tensor]] = field(default_factory=list)
+
+
+InputChooser = Callable[[int, list[tuple[int, int]], ScaleOutputs | None], list[NetworkInput]]
+
+
+class InferenceRunner:
+    """Shared machinery of the inference engines (module doc); subclasses choose inputs.
+
+    Args:
+        model: detector; in eval mode ``model(list of (3, h, w) uint8 tensors in
+            input_format)`` returns per input ``{"boxes" (D, 4) input px, "scores" (D,),
+            "labels" int64 (D,) in 1..C}`` (plus ``output_keys``) and never resizes.
+        merge: ``"soft"`` (Gaussian soft-NMS) or ``"nms"`` across scales.
+        sigma: soft-NMS sigma (IoU units).
+        nms_iou: hard-NMS IoU threshold when ``merge="nms"``.
+        min_score: detections decayed/scoring below this are dropped by the merge.
+        top_k: detections kept per image after merging (``<= 0``: all).
+        input_format: ``"RGB"`` or ``"BGR"``: channel order of the images given to the engine
+            and to the model (no conversion happens here).
+        max_pixels_per_batch: padded pixel budget of one model call.
+        device: where inputs go (default: the device of the model's first parameter, or CPU).
+    """
+
+    #: extra model outputs kept as numpy, with the hint given when the model lacks one
+    output_keys: dict[str, str] = {}
+
+    def __init__(self, model: nn.Module, *, merge: str = "soft", sigma: float = 0.55,
+                 nms_iou: float = 0.5, min_score: float = 0.001, top_k: int = 200,
+                 input_format: str = "RGB", max_pixels_per_batch: int = 8_000_000,
+                 device: str | torch.device | None = None) -> None:
+        if merge not in ("soft", "nms"):
+            raise ValueError(f'merge must be "soft" or "nms", got {merge!r}')
+        if input_format not in ("RGB", "BGR"):
+            raise ValueError(f'input_format must be "RGB" or "BGR", got {input_format!r}')
+        if not int(max_pixels_per_batch) > 0:
+            raise ValueError(f"max_pixels_per_batch must be > 0, got {max_pixels_per_batch}")
+        self.model = model
+        self.merge, self.sigma, self.nms_iou = merge, float(sigma), float(nms_iou)
+        self.min_score, self.top_k, self.input_format = float(min_score), int(top_k), input_format
+        self.max_pixels_per_batch = int(max_pixels_per_batch)
+        if device is None:
+            param = next(iter(model.parameters()), None)
+            device = param.device if param is not None else "cpu"
+        self.device = torch.device(device)
+
+    def forward_inputs(self, images: Sequence[np.ndarray], inputs: Sequence[NetworkInput],
+                       caches: Sequence[dict]) -> list[dict[str, np.ndarray]]:
+        """Cut, batch and run ``inputs``; the model's outputs as numpy, in input order.
+
+        ``caches`` (one dict per image) keeps shrunken canvases that tiles or chips of one
+        image share; whole canvases are not cached.
+        """
+        results: list[dict[str, np.ndarray]] = []
+        for batch in batch_by_pixels(inputs, self.max_pixels_per_batch):
+            tensors = []
+            for inp in batch:
+                cache = None if inp.is_whole else caches[inp.image_index]
+                window = cut_chip(images[inp.image_index], inp.canvas_box, inp.factor, cache)
+                # contiguous CHW: a permuted HWC view is channels-last strided, which the
+                # convolutions propagate, and that is several times slower on CPU
+                tensors.append(torch.from_numpy(window).permute(2, 0, 1).contiguous()
+                               .to(self.device))
+            for out in self.model(tensors):
+                results.append(self._to_numpy(out))
+        return results
+
+    def _to_numpy(self, out: dict[str, Tensor]) -> dict[str, np.ndarray]:
+        res = {
+            "boxes": out["boxes"].detach().float().cpu().numpy().reshape(-1, 4),
+            "scores": out["scores"].detach().float().cpu().numpy().reshape(-1),
+            "labels": out["labels"].detach().cpu().numpy().reshape(-1).astype(np.int64),
+        }
+        for key, hint in self.output_keys.items():
+            if key not in out:
+                raise KeyError(f"the model's outputs lack {key!r}: {hint}")
+            res[key] = out[key].detach().float().cpu().numpy()
+        return res
+
+    @staticmethod
+    def input_detections(inp: NetworkInput, out: dict[str, np.ndarray]) -> Detections:
+        """One input's detections, inner-edge cut applied, boxes in image px (not clipped)."""
+        keep = ~cut_by_inner_edges(out["boxes"], inp)
+        boxes_img = chip_to_image(out["boxes"][keep], inp.canvas_box, inp.factor)
+        return boxes_img, out["scores"][keep], out["labels"][keep]
+
+    @staticmethod
+    def scale_detections(parts: Sequence[Detections], image_size: tuple[int, int],
+                         valid_range: Sequence[float],
+                         dedup_iou: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """The detections an image keeps from one scale (CPU tensors).
+
+        Args:
+            parts: the detections of each input of the image at this scale (image px).
+            image_size: ``(height, width)`` to clip to.
+            valid_range: the scale's half-open ``[lo, hi)`` box-size range (image px).
+            dedup_iou: per-class NMS threshold applied when the image had several inputs at
+                this scale (overlapping tiles); ``None``: none.
+        """
+        boxes = np.concatenate([p[0] for p in parts]).reshape(-1, 4).astype(np.float32)
+        scores = np.concatenate([p[1] for p in parts]).astype(np.float32).reshape(-1)
+        labels = np.concatenate([p[2] for p in parts]).astype(np.int64).reshape(-1)
+        if dedup_iou is not None and len(parts) > 1:
+            keep = batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores),
+                               torch.from_numpy(labels), float(dedup_iou))
+            keep = torch.sort(keep).values.numpy()
+            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        height, width = image_size
+        boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
+        boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
+        ok = in_range(box_sizes(boxes), float(valid_range[0]), float(valid_range[1]))
+        return (torch.from_numpy(boxes[ok]), torch.from_numpy(scores[ok]),
+                torch.from_numpy(labels[ok]))
+
+    @torch.no_grad()
+    def run(self, images: Sequence[np.ndarray], valid_ranges: Sequence[Sequence[float]],
+            choose_inputs: InputChooser, dedup_iou: float | None = None,
+            on_scale: Callable[[int, ScaleOutputs], None] | None = None
+            ) -> list[dict[str, Any]]:
+        """Run every scale and merge (module doc).
+
+        Args:
+            images: uint8 ``(H, W, 3)`` arrays in ``input_format`` order.
+            valid_ranges: S half-open ``[lo, hi)`` ranges (image px), one per scale.
+            choose_inputs: ``(scale index, image sizes, previous ScaleOutputs or None)`` ->
+                the inputs of that scale (may be empty).
+            dedup_iou: see ``scale_detections``.
+            on_scale: called with ``(s, ScaleOutputs)`` after each scale (engine records).
+
+        Returns:
+            One dict per image: ``boxes`` float32 ``(N, 4)`` XYXY image px, ``scores`` float32
+            ``(N,)``, ``classes`` int64 ``(N,)`` 0..C-1 (CPU tensors, best first,
+            ``N <= top_k``), ``pixels`` int (network-input pixels, all scales),
+            ``pixels_per_scale`` and ``inputs_per_scale`` list[int].
+        """
+        images = [check_image(im, i) for i, im in enumerate(images)]
+        sizes = [(int(im.shape[0]), int(im.shape[1])) for im in images]
+        states = [_ImageState() for _ in images]
+        caches: list[dict] = [{} for _ in images]
+        previous: ScaleOutputs | None = None
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for s, valid_range in enumerate(valid_ranges):
+                inputs = choose_inputs(s, sizes, previous)
+                previous = ScaleOutputs(inputs, self.forward_inputs(images, inputs, caches))
+                self._record(states, sizes, previous, valid_range, dedup_iou)
+                if on_scale is not None:
+                    on_scale(s, previous)
+        finally:
+            self.model.train(was_training)
+        return [self._finish(st) for st in states]
+
+    def _record(self, states: list[_ImageState], sizes: list[tuple[int, int]],
+                scale: ScaleOutputs, valid_range: Sequence[float],
+                dedup_iou: float | None) -> None:
+        """Append one scale's pixels, input counts and kept detections to every image."""
+        parts: list[list[Detections]] = [[] for _ in states]
+        for st in states:
+            st.pixels.append(0)
+            st.inputs.append(0)
+        for inp, out in zip(scale.inputs, scale.outputs, strict=True):
+            st = states[inp.image_index]
+            st.pixels[-1] += inp.area
+            st.inputs[-1] += 1
+            parts[inp.image_index].append(self.input_detections(inp, out))
+        for i, st in enumerate(states):
+            if parts[i]:
+                st.kept.append(self.scale_detections(parts[i], sizes[i], valid_range,
+                                                     dedup_iou))
+
+    def _finish(self, st: _ImageState) -> dict[str, Any]:
+        """Cross-scale merge, class ids and pixel accounting of one image."""
+        if st.kept:
+            boxes, scores, labels = (torch.cat([k[j] for k in st.kept]) for j in range(3))
+        else:
+            boxes, scores = torch.zeros((0, 4)), torch.zeros((0,))
+            labels = torch.zeros((0,), dtype=torch.int64)
+        boxes, scores, labels = merge_detections(
+            boxes.reshape(-1, 4), scores, labels, method=self.merge, sigma=self.sigma,
+            iou=self.nms_iou, min_score=self.min_score, top_k=self.top_k)
+        return {
+            "boxes": boxes, "scores": scores, "classes": labels - 1,
+            "pixels": int(sum(st.pixels)), "pixels_per_scale": st.pixels,
+            "inputs_per_scale": st.inputs,
+        }

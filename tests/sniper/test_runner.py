@@ -1,0 +1,137 @@
+"""The shared inference runner: network-input records, the inner-edge cut, batching under a
+pixel budget, the per-scale step (de-duplication, clipping, half-open range) and the joint
+with both engines."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sniper.inference.network_input import NetworkInput, whole_canvas
+from sniper.inference.runner import InferenceRunner, batch_by_pixels, cut_by_inner_edges
+
+
+def test_network_input_geometry() -> None:
+    inp = NetworkInput(0, 2.0, (0, 100, 200, 300), (300, 500), cut_margin=20.0)
+    assert inp.inner_edges == (False, True, True, False)
+    assert inp.area == 200 * 200 and not inp.is_whole
+    assert inp.window_img.tolist() == [0.0, 50.0, 100.0, 150.0]
+    assert inp.offset == (0.0, 50.0)
+    whole = whole_canvas(3, 0.5, (300, 500))
+    assert whole.canvas_box == (0, 0, 500, 300) and whole.is_whole
+    assert whole.inner_edges == (False, False, False, False)
+
+
+def test_cut_by_inner_edges_only_cuts_at_inner_edges() -> None:
+    # window (0, 100)-(200, 300) of a 500 x 300 canvas: top and right edges are inner
+    inp = NetworkInput(0, 2.0, (0, 100, 200, 300), (300, 500), cut_margin=20.0)
+    boxes = np.array([
+        [2, 20, 40, 60],      # 2 px from the left edge: a canvas edge, kept
+        [60, 10, 100, 60],    # 10 px from the inner top edge: cut
+        [60, 20, 100, 60],    # exactly the margin from the top: kept
+        [60, 40, 190, 60],    # 10 px from the inner right edge: cut
+        [60, 40, 180, 60],    # exactly the margin from the right: kept
+        [60, 40, 100, 198],   # 2 px from the bottom: a canvas edge, kept
+    ], np.float32)
+    assert cut_by_inner_edges(boxes, inp).tolist() == [False, True, False, True, False, False]
+    zero = NetworkInput(0, 2.0, (0, 100, 200, 300), (300, 500), cut_margin=0.0)
+    assert not cut_by_inner_edges(boxes, zero).any()
+    # a whole canvas has no inner edge, whatever the margin
+    assert not cut_by_inner_edges(boxes, whole_canvas(0, 1.0, (200, 200))).any()
+
+
+def test_batch_by_pixels_pads_to_the_largest_member() -> None:
+    inputs = [NetworkInput(k, 1.0, (0, 0, w, h), (1000, 1000))
+              for k, (w, h) in enumerate([(64, 64), (64, 64), (100, 64), (32, 32), (600, 600)])]
+    # padded: 64x64, 64x64, 128x64 -> 3 * 64 * 128 = 24576 fits 24576, a 4th would not
+    groups = [[i.image_index for i in b] for b in batch_by_pixels(inputs, 3 * 64 * 128)]
+    assert groups == [[0, 1, 2], [3], [4]]
+    assert [len(b) for b in batch_by_pixels(inputs, 10**9)] == [5]
+
+
+def test_scale_detections_dedups_clips_and_keeps_half_open_range() -> None:
+    a = (np.array([[0, 0, 10, 10], [-5, 0, 15, 10]], np.float32),
+         np.array([0.9, 0.8], np.float32), np.array([1, 1]))
+    b = (np.array([[0, 0, 10, 10.5], [50, 50, 70, 70]], np.float32),
+         np.array([0.7, 0.6], np.float32), np.array([1, 2]))
+    boxes, scores, labels = InferenceRunner.scale_detections([a, b], (60, 60), (0.0, 10.5))
+    # no dedup; clipped to 60 x 60: sizes 10, 12.2 (15 x 10 after clipping: out), 10.25 and
+    # 10 (clipped to 50..60)
+    assert boxes.tolist() == [[0, 0, 10, 10], [0, 0, 10, 10.5], [50, 50, 60, 60]]
+    # half-open: a size equal to hi is out
+    boxes, _, _ = InferenceRunner.scale_detections([a], (60, 60), (0.0, 10.0))
+    assert boxes.tolist() == []
+    boxes, _, _ = InferenceRunner.scale_detections([a], (60, 60), (10.0, 11.0))
+    assert boxes.tolist() == [[0, 0, 10, 10]]  # the clipped one is 15 x 10: size 12.2
+    # with de-duplication across the two inputs, the 0.7 twin of the 0.9 box goes
+    boxes, scores, labels = InferenceRunner.scale_detections([a, b], (60, 60), (0.0, 100.0),
+                                                             dedup_iou=0.5)
+    assert scores.tolist() == pytest.approx([0.9, 0.8, 0.6])
+    assert labels.tolist() == [1, 1, 2]
+
+
+class _Recorder(torch.nn.Module):
+    """One fixed detection per input, at the input's centre, 8 x 8 input px; class 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.shapes: list[tuple[int, int]] = []
+
+    def forward(self, images):
+        outs = []
+        for im in images:
+            h, w = im.shape[1:]
+            self.shapes.append((h, w))
+            cx, cy = w / 2, h / 2
+            outs.append({"boxes": torch.tensor([[cx - 4, cy - 4, cx + 4, cy + 4]]),
+                         "scores": torch.tensor([0.9]), "labels": torch.tensor([1])})
+        return outs
+
+
+def test_run_maps_back_filters_and_counts_pixels() -> None:
+    model = _Recorder()
+    runner = InferenceRunner(model, merge="nms", top_k=10)
+    image = np.zeros((100, 200, 3), np.uint8)
+
+    def choose(s, sizes, previous):
+        assert sizes == [(100, 200)]
+        if s == 0:
+            assert previous is None
+            return [whole_canvas(0, 0.5, (50, 100))]
+        assert previous.inputs[0].factor == 0.5 and previous.outputs[0]["boxes"].shape == (1, 4)
+        return [NetworkInput(0, 2.0, (40, 20, 120, 100), (200, 400))]
+
+    (out,) = runner.run([image], [(0.0, 100.0), (0.0, 100.0)], choose)
+    assert model.shapes == [(50, 100), (80, 80)]
+    # scale 0: centre (50, 25) canvas -> box [46, 21, 54, 29] / 0.5 = [92, 42, 108, 58]
+    # scale 1: centre (40, 40) input + (40, 20) -> [76, 56, 84, 64] / 2 = [38, 28, 42, 32]
+    assert sorted(out["boxes"].tolist()) == [[38, 28, 42, 32], [92, 42, 108, 58]]
+    assert out["classes"].tolist() == [0, 0]
+    assert out["pixels_per_scale"] == [50 * 100, 80 * 80] and out["pixels"] == 11400
+    assert out["inputs_per_scale"] == [1, 1]
+    # the range of scale 0 excludes its 16 px box (size 16 is not < 16)
+    (out,) = runner.run([image], [(0.0, 16.0), (0.0, 100.0)], choose)
+    assert out["boxes"].tolist() == [[38, 28, 42, 32]]
+
+
+def test_run_rejects_bad_images_naming_them() -> None:
+    runner = InferenceRunner(_Recorder())
+    with pytest.raises(ValueError, match="image 1: expected dtype"):
+        runner.run([np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4, 3), np.float32)],
+                   [(0, 1)], lambda s, sizes, prev: [])
+    with pytest.raises(ValueError, match=r"image 0: expected shape \(H, W, 3\)"):
+        runner.run([np.zeros((4, 4), np.uint8)], [(0, 1)], lambda s, sizes, prev: [])
+    with pytest.raises(ValueError, match="merge"):
+        InferenceRunner(_Recorder(), merge="wbf")
+
+
+def test_missing_output_key_names_it() -> None:
+    class NeedsFocus(InferenceRunner):
+        output_keys = {"focus_prob": "needs a FocusPixel head"}
+
+    runner = NeedsFocus(_Recorder())
+    with pytest.raises(KeyError, match="focus_prob.*FocusPixel head"):
+        runner.run([np.zeros((8, 8, 3), np.uint8)], [(0, 1)],
+                   lambda s, sizes, prev: [whole_canvas(0, 1.0, sizes[0])])

@@ -56,6 +56,7 @@ def _opts(name: str, out) -> list[str]:
             "DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", f"('{name}',)"]
 
 
+@pytest.mark.slow  # about 90 s: trains, evaluates, then evaluates again from the weights
 def test_train_then_eval_only(dataset, tmp_path):
     train_net = _train_net()
     out = tmp_path / "run"

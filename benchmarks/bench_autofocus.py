@@ -32,16 +32,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from autofocus import modeling  # noqa: F401  (registers AutoFocusRCNN)
 from autofocus.cascade import AutoFocusCascade
 from autofocus.cli import parse_with_overrides
 from autofocus.config import setup_cfg
+from autofocus.modeling import build_autofocus_model
 from autofocus.params import cascade_params_from_cfg, full_pyramid_pixels
 from sniper.data.build import get_records
 from sniper.engine.evaluation import COCOEvaluator, inference_on_dataset, load_image
 from sniper.inference import MultiScaleInference
-from sniper.inference.predictor import load_model_weights
-from sniper.modeling import build_model
+from sniper.modeling.state_dict import load_model_weights
 
 THRESHOLDS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
 
@@ -148,7 +147,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     cfg = setup_cfg(args.config_file, args.opts)
     dataset = args.dataset or cfg.DATASETS.TEST[0]
     fmt = cfg.INPUT.FORMAT
-    model = build_model(cfg).eval()
+    model = build_autofocus_model(cfg).eval()
     if cfg.MODEL.WEIGHTS:
         load_model_weights(model, cfg.MODEL.WEIGHTS)
     else:

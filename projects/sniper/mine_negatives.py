@@ -5,213 +5,25 @@
     python projects/sniper/mine_negatives.py --config-file X.yaml --proposals-only
     python projects/sniper/mine_negatives.py --config-file X.yaml --skip-rpn rpn.pth
 
-Stages (trailing `KEY VALUE` pairs override the config of all of them):
-
-1. RPN-only model (`MODEL.RPN_ONLY True`) trained on positive chips for `SNIPER.NEG_RPN_EPOCHS`
-   epochs (iterations = epochs x chips of epoch 0 / SOLVER.IMS_PER_BATCH; SOLVER.STEPS
-   scaled by the same ratio to SOLVER.MAX_ITER) in OUTPUT_DIR/rpn. Skipped when
-   rpn/model_final.pth exists or `--skip-rpn WEIGHTS` gives the RPN.
-2. Its proposals on the training images at SNIPER.TEST_SCALES -> OUTPUT_DIR/proposals.npz.
-   Skipped when that file exists. `--proposals-only` stops here.
-3. The full detector with `SNIPER.PROPOSALS_FILE` = that file (positive + negative chips) in
-   OUTPUT_DIR, then the final evaluation on DATASETS.TEST, as train_net.py.
-
-`--resume` continues stage 1 or 3 from the last checkpoint of its folder. Delete
-rpn/model_final.pth or proposals.npz to redo a finished stage.
+Stages (see `sniper.engine.negative_mining`; trailing `KEY VALUE` pairs override the config
+of all of them): 1. `SniperRPN` trained on positive chips in OUTPUT_DIR/rpn; 2. its proposals
+on the training images at SNIPER.TEST_SCALES -> OUTPUT_DIR/proposals.npz; 3. the detector
+with negative chips from that file in OUTPUT_DIR, then the evaluation, as train_net.py.
+A finished stage is skipped; `--resume` continues stage 1 or 3.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import math
-import os
-import sys
 from typing import Any
 
-from fvcore.common.config import CfgNode
-
-from sniper.config import validate_cfg
-from sniper.data.build import build_chip_sampler, get_records
-from sniper.engine import (
-    SniperTrainer,
-    all_gather,
-    default_argument_parser,
-    default_setup,
-    get_rank,
-    launch,
-    load_config_or_exit,
-    setup_logger,
-    synchronize,
-)
-from sniper.engine.proposals import write_proposals_file
-from sniper.inference.predictor import load_model_weights
-
-logger = logging.getLogger("sniper.mine_negatives")
-
-RPN_DIR = "rpn"
-PROPOSALS_NAME = "proposals.npz"
-
-
-def epoch_chip_count(cfg: CfgNode, records: list[dict]) -> int:
-    """Positive chips of epoch 0 (``len(ChipSampler.epoch_chips(0))``, planned without
-    assigning boxes) of the chip sampler of ``cfg`` without proposals."""
-    positive = cfg.clone()
-    positive.defrost()
-    positive.SNIPER.PROPOSALS_FILE = ""
-    plan, _ = build_chip_sampler(positive, records).plan_chips(0)
-    return len(plan)
-
-
-def rpn_iterations(epochs: float, chips_per_epoch: int, ims_per_batch: int) -> int:
-    """Iterations of ``epochs`` epochs of ``chips_per_epoch`` chips (at least 1)."""
-    if epochs <= 0 or chips_per_epoch <= 0 or ims_per_batch <= 0:
-        raise ValueError(f"need epochs, chips per epoch and IMS_PER_BATCH > 0, got {epochs}, "
-                         f"{chips_per_epoch}, {ims_per_batch}")
-    return max(1, math.ceil(epochs * chips_per_epoch / ims_per_batch))
-
-
-def rpn_stage_config(cfg: CfgNode, chips_per_epoch: int) -> CfgNode:
-    """Config of stage 1: RPN only, positive chips, the short schedule, OUTPUT_DIR/rpn.
-
-    SOLVER.STEPS keep their position relative to SOLVER.MAX_ITER; the warm-up shrinks by the
-    same ratio when the schedule is shorter (never grows); there is no evaluation (an RPN
-    has no classes to score).
-    """
-    s = cfg.SOLVER
-    iters = rpn_iterations(cfg.SNIPER.NEG_RPN_EPOCHS, chips_per_epoch, s.IMS_PER_BATCH)
-    ratio = iters / max(int(s.MAX_ITER), 1)
-    steps = sorted({max(1, round(x * ratio)) for x in s.STEPS if x < s.MAX_ITER})
-    out = cfg.clone()
-    out.defrost()
-    out.MODEL.RPN_ONLY = True
-    out.OUTPUT_DIR = os.path.join(cfg.OUTPUT_DIR, RPN_DIR)
-    out.SNIPER.PROPOSALS_FILE = ""
-    out.SOLVER.MAX_ITER = iters
-    out.SOLVER.STEPS = tuple(x for x in steps if x < iters)
-    out.SOLVER.WARMUP_ITERS = min(int(s.WARMUP_ITERS), round(s.WARMUP_ITERS * ratio))
-    out.DATASETS.TEST = ()
-    out.TEST.EVAL_PERIOD = 0
-    validate_cfg(out)
-    out.freeze()
-    return out
-
-
-def detector_stage_config(cfg: CfgNode, proposals_file: str) -> CfgNode:
-    """Config of stage 3: the full detector with negative chips from ``proposals_file``."""
-    out = cfg.clone()
-    out.defrost()
-    out.MODEL.RPN_ONLY = False
-    out.SNIPER.PROPOSALS_FILE = proposals_file
-    validate_cfg(out)
-    out.freeze()
-    return out
-
-
-def train_rpn(cfg: CfgNode, args: argparse.Namespace, records: list[dict]) -> str:
-    """Stage 1: train the RPN-only model; returns its rpn/model_final.pth."""
-    chips = epoch_chip_count(cfg, records)
-    rpn_cfg = rpn_stage_config(cfg, chips)
-    default_setup(rpn_cfg, args)
-    logger.info("stage 1: RPN-only model, %s epochs x %d positive chips / %d per batch = %d "
-                "iterations, in %s", cfg.SNIPER.NEG_RPN_EPOCHS, chips, cfg.SOLVER.IMS_PER_BATCH,
-                rpn_cfg.SOLVER.MAX_ITER, rpn_cfg.OUTPUT_DIR)
-    trainer = SniperTrainer(rpn_cfg)
-    trainer.resume_or_load(resume=args.resume)
-    trainer.train()
-    synchronize()  # rank 0 writes model_final.pth; the others read it in stage 2
-    return os.path.join(rpn_cfg.OUTPUT_DIR, "model_final.pth")
-
-
-def mine_proposals(cfg: CfgNode, weights: str, records: list[dict], path: str) -> None:
-    """Stage 2: the proposals of the RPN ``weights`` on ``records``, written to ``path``."""
-    rpn_cfg = cfg.clone()
-    rpn_cfg.defrost()
-    rpn_cfg.MODEL.RPN_ONLY = True
-    model = SniperTrainer.build_model(rpn_cfg)
-    load_model_weights(model, weights)
-    logger.info("stage 2: proposals of %s on %d training images at scales %s -> %s",
-                weights, len(records), list(cfg.SNIPER.TEST_SCALES), path)
-    write_proposals_file(rpn_cfg, model, records, path)
+from sniper.engine.negative_mining import launch_negative_mining, run_negative_mining
 
 
 def main(args: argparse.Namespace) -> Any:
-    """Body of every process: the three stages (module doc); returns stage 3's evaluation,
-    or ``{"proposals_file": path}`` with ``--proposals-only``."""
-    cfg = load_config_or_exit(args.config_file, args.opts)
-    check_args(cfg, args)
-    out_dir = cfg.OUTPUT_DIR
-    setup_logger(out_dir, rank=get_rank())
-    rpn_final = os.path.join(out_dir, RPN_DIR, "model_final.pth")
-    proposals = os.path.join(out_dir, PROPOSALS_NAME)
-    # Rank 0 decides, so that no rank sees a file another rank has just written.
-    have_rpn, have_proposals = all_gather(
-        (os.path.isfile(rpn_final), os.path.isfile(proposals)))[0]
-    records = get_records(cfg.DATASETS.TRAIN)
-    if have_proposals:
-        logger.info("stage 1-2 skipped: %s exists", proposals)
-    else:
-        weights = args.skip_rpn or rpn_final
-        if args.skip_rpn:
-            logger.info("stage 1 skipped: RPN weights %s (--skip-rpn)", weights)
-        elif have_rpn:
-            logger.info("stage 1 skipped: %s exists", rpn_final)
-        else:
-            weights = train_rpn(cfg, args, records)
-            setup_logger(out_dir, rank=get_rank())
-        mine_proposals(cfg, weights, records, proposals)
-    if args.proposals_only:
-        return {"proposals_file": proposals}
-    det_cfg = detector_stage_config(cfg, proposals)
-    default_setup(det_cfg, args)
-    _, negative = build_chip_sampler(det_cfg, records).plan_chips(0)
-    logger.info("stage 3: detector in %s; epoch 0: %d positive and %d negative chips (from "
-                "%s)", out_dir, int((~negative).sum()), int(negative.sum()), proposals)
-    if not negative.any():
-        logger.warning("no negative chips: no proposal group passes SNIPER.NEG_MIN_PROPOSALS "
-                       "= %s outside the positive chips", list(cfg.SNIPER.NEG_MIN_PROPOSALS))
-    trainer = SniperTrainer(det_cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
-
-
-def check_args(cfg: CfgNode, args: argparse.Namespace) -> None:
-    """Exit with status 2 and a one-line message on flags or keys the pipeline cannot use."""
-    problem = None
-    if getattr(args, "eval_only", False):
-        problem = "--eval-only: evaluate with train_net.py --eval-only instead"
-    elif cfg.SNIPER.PROPOSALS_FILE:
-        problem = (f"SNIPER.PROPOSALS_FILE = {cfg.SNIPER.PROPOSALS_FILE!r}: this command mines "
-                   "the proposals; train on a given file with train_net.py")
-    elif cfg.MODEL.RPN_ONLY:
-        problem = "MODEL.RPN_ONLY True: the pipeline chooses the model of each stage"
-    elif not args.skip_rpn and cfg.SNIPER.NEG_RPN_EPOCHS <= 0:
-        problem = "SNIPER.NEG_RPN_EPOCHS must be > 0 to train the RPN (or use --skip-rpn)"
-    elif args.skip_rpn and not os.path.isfile(args.skip_rpn):
-        problem = f"--skip-rpn {args.skip_rpn}: no such file"
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        raise SystemExit(2)
-
-
-def argument_parser() -> argparse.ArgumentParser:
-    """train_net.py's flags plus ``--proposals-only`` and ``--skip-rpn WEIGHTS``."""
-    parser = default_argument_parser(epilog=__doc__)
-    parser.add_argument("--proposals-only", action="store_true",
-                        help="stop after writing OUTPUT_DIR/proposals.npz (stages 1-2)")
-    parser.add_argument("--skip-rpn", default="", metavar="WEIGHTS",
-                        help="mine with these RPN weights instead of training stage 1")
-    return parser
+    """Body of every process: the three stages."""
+    return run_negative_mining(args)
 
 
 if __name__ == "__main__":
-    cli_args = argument_parser().parse_args()
-    check_args(load_config_or_exit(cli_args.config_file, cli_args.opts), cli_args)
-    launch(
-        main,
-        cli_args.num_gpus,
-        num_machines=cli_args.num_machines,
-        machine_rank=cli_args.machine_rank,
-        dist_url=cli_args.dist_url,
-        args=(cli_args,),
-    )
+    launch_negative_mining(main, epilog=__doc__)

@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from sniper.config import load_config_or_exit
 from sniper.engine import SniperTrainer
-from sniper.engine.defaults import launch_train_net, load_config_or_exit, run_train_net
+from sniper.engine.defaults import launch_train_net, run_train_net
 
 
 def main(args: argparse.Namespace) -> Any:

@@ -1,4 +1,5 @@
-"""AutoFocusRCNN: built from the registry, trains with loss_focus, predicts focus_prob."""
+"""AutoFocusRCNN: built from the registry (`build_autofocus_model`), trains with loss_focus,
+predicts focus_prob."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 
 from autofocus.config import add_autofocus_config
 from autofocus.head import focus_probability
-from autofocus.modeling import AutoFocusRCNN
+from autofocus.modeling import AutoFocusRCNN, build_autofocus_model
 from sniper.config import add_sniper_config, get_cfg
 from sniper.modeling import build_model
 
@@ -95,12 +96,10 @@ def test_eval_returns_focus_prob_of_the_unpadded_input() -> None:
         assert {"boxes", "scores", "labels"} <= set(out)
 
 
-def test_rpn_only_model_also_has_focus() -> None:
-    model = _model("MODEL.RPN_ONLY", "True").train()
-    images, targets = _batch()
-    losses = model(images, targets)
-    assert set(losses) == {"loss_objectness", "loss_rpn_box_reg", "loss_focus"}
-    model.eval()
-    with torch.no_grad():
-        out = model(images[:1])[0]
-    assert out["focus_prob"].shape == (8, 8) and (out["labels"] == 1).all()
+def test_build_autofocus_model_refuses_a_model_without_the_head() -> None:
+    cfg = add_autofocus_config(add_sniper_config(get_cfg()))
+    cfg.merge_from_list([*TINY])
+    assert isinstance(build_autofocus_model(cfg), AutoFocusRCNN)
+    cfg.MODEL.META_ARCHITECTURE = "SniperRPN"
+    with pytest.raises(ValueError, match="MODEL.META_ARCHITECTURE = 'SniperRPN'"):
+        build_autofocus_model(cfg)

@@ -11,13 +11,8 @@ import pytest
 import torch
 from engine_fakes import make_cfg, restore_loggers
 
-from sniper.config import add_sniper_config, get_cfg
-from sniper.engine.defaults import (
-    default_argument_parser,
-    default_setup,
-    load_config_or_exit,
-    seed_all_rng,
-)
+from sniper.config import add_sniper_config, get_cfg, load_config_or_exit
+from sniper.engine.defaults import default_argument_parser, default_setup, seed_all_rng
 
 TRAIN_NET = os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "projects", "sniper",

@@ -1,4 +1,5 @@
-"""build_model: a tiny SniperRCNN trains (finite losses, negative chips) and predicts."""
+"""build_model: a tiny SniperRCNN trains (finite losses, negative chips) and predicts; the
+SniperRPN meta-architecture has no RoI heads and returns proposals."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from sniper.config import add_sniper_config, get_cfg
-from sniper.modeling import SniperRCNN, build_model
+from sniper.modeling import SniperRCNN, SniperRPN, build_model
 
 TINY = [
     "MODEL.BACKBONE.NAME", "mobilenet_v2_fpn", "MODEL.FPN.OUT_CHANNELS", "16",
@@ -78,9 +79,16 @@ def test_eval_outputs_boxes_inside_each_unpadded_image() -> None:
         assert ((out["labels"] >= 1) & (out["labels"] <= 3)).all()
 
 
-def test_rpn_only_mode_trains_rpn_and_returns_proposals() -> None:
-    model = _model("MODEL.RPN_ONLY", "True").train()
-    assert model.rpn_only and model.roi_heads is None
+def test_rpn_meta_architecture_trains_rpn_and_returns_proposals() -> None:
+    cfg = add_sniper_config(get_cfg())
+    cfg.merge_from_list([*TINY, "MODEL.META_ARCHITECTURE", "SniperRPN"])
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    assert type(model) is SniperRPN and not isinstance(model, SniperRCNN)
+    assert not hasattr(model, "roi_heads")
+    assert not any(name.startswith("roi_heads.") for name in model.state_dict())
+    detector_keys = set(_model().state_dict())
+    assert set(model.state_dict()) < detector_keys  # its weights load into the detector
     images, targets = _batch()
     losses = model(images, targets)
     assert set(losses) == {"loss_objectness", "loss_rpn_box_reg"}

@@ -1,5 +1,6 @@
-"""Negative chip mining: proposal extraction, the proposals file, the RPN schedule, and the
-whole pipeline (`projects/sniper/mine_negatives.py`) on `synthetic_digits_mini`.
+"""Negative chip mining: proposal extraction, the proposals file, the RPN schedule
+(`sniper.engine.negative_mining`), and the whole pipeline (`projects/sniper/mine_negatives.py`)
+on `synthetic_digits_mini`.
 
 The slow test runs the command line with `--num-gpus 2` (two gloo processes) and checks that
 the sharded extraction writes the same file as one process.
@@ -22,7 +23,9 @@ from engine_fakes import restore_loggers
 from sniper.config import setup_cfg
 from sniper.data.build import build_chip_sampler, get_records
 from sniper.data.proposals import load_proposals
+from sniper.engine import negative_mining as nm
 from sniper.engine.proposals import extract_proposals, write_proposals_file
+from sniper.modeling import SniperRCNN, SniperRPN, build_model
 
 PROJECT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
                        "projects", "sniper")
@@ -183,28 +186,29 @@ def test_written_file_gives_negative_chips(tmp_path):
 
 
 def test_rpn_schedule(mini, tmp_path):
-    mn = _script()
-    assert mn.rpn_iterations(2, 14, 4) == 7 and mn.rpn_iterations(1, 16, 4) == 4
-    assert mn.rpn_iterations(1, 1, 16) == 1
+    assert nm.rpn_iterations(2, 14, 4) == 7 and nm.rpn_iterations(1, 16, 4) == 4
+    assert nm.rpn_iterations(1, 1, 16) == 1
     with pytest.raises(ValueError):
-        mn.rpn_iterations(0, 10, 4)
+        nm.rpn_iterations(0, 10, 4)
     cfg = setup_cfg("", [*TINY, "OUTPUT_DIR", str(tmp_path), "DATASETS.TEST", MINI,
                          "SNIPER.NEG_RPN_EPOCHS", "2", "SOLVER.MAX_ITER", "40000",
                          "SOLVER.STEPS", "(30000,)", "SOLVER.WARMUP_ITERS", "1000"])
     records = get_records(cfg.DATASETS.TRAIN)
-    chips = mn.epoch_chip_count(cfg, records)
+    chips = nm.epoch_chip_count(cfg, records)
     assert chips == len(build_chip_sampler(cfg, records).epoch_chips(0)) > 0
-    rpn = mn.rpn_stage_config(cfg, 100)  # 2 epochs x 100 chips / 4 = 50 iterations
-    assert rpn.MODEL.RPN_ONLY and rpn.OUTPUT_DIR == os.path.join(str(tmp_path), "rpn")
+    rpn = nm.rpn_stage_config(cfg, 100)  # 2 epochs x 100 chips / 4 = 50 iterations
+    assert rpn.MODEL.META_ARCHITECTURE == "SniperRPN"
+    assert rpn.OUTPUT_DIR == os.path.join(str(tmp_path), "rpn")
     assert (rpn.SOLVER.MAX_ITER, tuple(rpn.SOLVER.STEPS), rpn.SOLVER.WARMUP_ITERS) == (
         50, (38,), 1)
     assert rpn.DATASETS.TEST == () and rpn.SNIPER.PROPOSALS_FILE == ""
-    det = mn.detector_stage_config(cfg, "p.npz")
-    assert not det.MODEL.RPN_ONLY and det.SNIPER.PROPOSALS_FILE == "p.npz"
+    det = nm.detector_stage_config(cfg, "p.npz")
+    assert det.MODEL.META_ARCHITECTURE == "SniperRCNN" and det.SNIPER.PROPOSALS_FILE == "p.npz"
+    assert isinstance(build_model(rpn), SniperRPN) and isinstance(build_model(det), SniperRCNN)
 
 
 def _main(mn, *flags_and_opts: str):
-    return mn.main(mn.argument_parser().parse_args(list(flags_and_opts)))
+    return mn.main(nm.argument_parser().parse_args(list(flags_and_opts)))
 
 
 def test_pipeline_end_to_end_resume_and_reuse(mini, tmp_path):
@@ -214,16 +218,16 @@ def test_pipeline_end_to_end_resume_and_reuse(mini, tmp_path):
     results = _main(mn, *opts)
     assert "AP" in results["synthetic_digits_mini"]["bbox"]
     rpn_cfg = setup_cfg(str(out / "rpn" / "config.yaml"), [])
-    assert rpn_cfg.MODEL.RPN_ONLY and rpn_cfg.DATASETS.TEST == ()
+    assert rpn_cfg.MODEL.META_ARCHITECTURE == "SniperRPN" and rpn_cfg.DATASETS.TEST == ()
     records = get_records([MINI_NAME])
-    chips = mn.epoch_chip_count(rpn_cfg, records)
-    assert rpn_cfg.SOLVER.MAX_ITER == mn.rpn_iterations(1, chips, 4)
+    chips = nm.epoch_chip_count(rpn_cfg, records)
+    assert rpn_cfg.SOLVER.MAX_ITER == nm.rpn_iterations(1, chips, 4)
     for name in ("rpn/model_final.pth", "rpn/metrics.json", "proposals.npz", "model_final.pth",
                  "metrics.json", "inference/synthetic_digits_mini/coco_instances_results.json"):
         assert (out / name).is_file(), name
     det_cfg = setup_cfg(str(out / "config.yaml"), [])
     assert det_cfg.SNIPER.PROPOSALS_FILE == str(out / "proposals.npz")
-    assert not det_cfg.MODEL.RPN_ONLY and det_cfg.SOLVER.MAX_ITER == 3
+    assert det_cfg.MODEL.META_ARCHITECTURE == "SniperRCNN" and det_cfg.SOLVER.MAX_ITER == 3
     proposals = load_proposals(str(out / "proposals.npz"), records)
     assert all(0 < len(p) <= 100 for p in proposals)
     sampler = build_chip_sampler(det_cfg, records)
@@ -235,7 +239,7 @@ def test_pipeline_end_to_end_resume_and_reuse(mini, tmp_path):
     train_net = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train_net)
     alone = tmp_path / "train_net"
-    train_net.main(mn.argument_parser().parse_args([
+    train_net.main(nm.argument_parser().parse_args([
         *TINY, "SNIPER.PROPOSALS_FILE", str(out / "proposals.npz"), "OUTPUT_DIR", str(alone)]))
     a = torch.load(out / "model_final.pth", weights_only=True)["model"]
     b = torch.load(alone / "model_final.pth", weights_only=True)["model"]
@@ -262,7 +266,8 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
     mn = _script()
     opts = [*TINY, "OUTPUT_DIR", str(tmp_path)]
     for flags, extra in ((["--skip-rpn", str(tmp_path / "nope.pth")], []),
-                         ([], ["SNIPER.PROPOSALS_FILE", "x.npz"]), ([], ["MODEL.RPN_ONLY", "True"]),
+                         ([], ["SNIPER.PROPOSALS_FILE", "x.npz"]),
+                         ([], ["MODEL.META_ARCHITECTURE", "SniperRPN"]),
                          ([], ["SNIPER.NEG_RPN_EPOCHS", "0"]), (["--eval-only"], [])):
         with pytest.raises(SystemExit) as err:
             _main(mn, *flags, *opts, *extra)
@@ -275,9 +280,9 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
 def test_command_line_two_processes_same_proposals(mini, tmp_path):
     mn = _script()
     weights = tmp_path / "rpn.pth"
-    cfg = setup_cfg("", [*TINY, "MODEL.RPN_ONLY", "True"])
+    cfg = setup_cfg("", [*TINY, "MODEL.META_ARCHITECTURE", "SniperRPN"])
     torch.manual_seed(0)
-    torch.save({"model": mn.SniperTrainer.build_model(cfg).state_dict()}, weights)
+    torch.save({"model": build_model(cfg).state_dict()}, weights)
     one = _main(mn, "--skip-rpn", str(weights), "--proposals-only", *TINY,
                 "OUTPUT_DIR", str(tmp_path / "one"))["proposals_file"]
     env = dict(os.environ, SNIPER_DATASETS=mini, OMP_NUM_THREADS="1")

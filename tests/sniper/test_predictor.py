@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from sniper.config import add_sniper_config, get_cfg
-from sniper.demo import collect_inputs, dataset_labels, main
+from sniper.demo import main
 from sniper.inference.predictor import SniperPredictor
+from sniper.inputs import dataset_labels, list_image_files, read_images, unique_output_name
 from sniper.modeling import build_model
 from sniper.visualization_dets import class_label, draw_detections
 
@@ -198,12 +199,28 @@ def test_demo_writes_images_and_results(tmp_path, caplog, clean_synthetic) -> No
 def test_demo_inputs_and_labels(tmp_path, clean_synthetic) -> None:
     for name in ("a.jpg", "b.png", "notes.txt"):
         (tmp_path / name).write_bytes(b"x")
-    assert collect_inputs([str(tmp_path)]) == [str(tmp_path / "a.jpg"), str(tmp_path / "b.png")]
-    assert collect_inputs([str(tmp_path / "*.png"), str(tmp_path / "b.png")]) == [
+    assert list_image_files([str(tmp_path)]) == [str(tmp_path / "a.jpg"),
+                                                 str(tmp_path / "b.png")]
+    assert list_image_files([str(tmp_path / "*.png"), str(tmp_path / "b.png")]) == [
         str(tmp_path / "b.png")]
+    with pytest.raises(FileNotFoundError, match=r"\*\.gif"):
+        list_image_files([str(tmp_path / "*.gif")])
     with pytest.raises(SystemExit):
         main(["--input", str(tmp_path / "*.gif"), "--output", str(tmp_path / "out")])
     names, to_dataset = dataset_labels(["synthetic_digits_mini"])
     assert names == list("0123456789") and to_dataset[0] == 1
     assert dataset_labels([]) == (None, {})
     assert not (tmp_path / "datasets").exists()  # registering generates nothing
+
+
+def test_read_images_skips_unreadable_files_and_names_outputs(tmp_path, caplog) -> None:
+    cv2.imwrite(str(tmp_path / "a.png"), _image(0, 20, 30))
+    (tmp_path / "b.png").write_bytes(b"not an image")
+    paths = [str(tmp_path / "b.png"), str(tmp_path / "a.png")]
+    with caplog.at_level(logging.WARNING, logger="sniper.inputs"):
+        read = list(read_images(paths, "RGB"))
+    assert [p for p, _ in read] == [str(tmp_path / "a.png")] and "b.png" in caplog.text
+    assert read[0][1].shape == (20, 30, 3) and read[0][1].dtype == np.uint8
+    used: set[str] = set()
+    names = [unique_output_name(p, used) for p in ("x/a.png", "y/a.png", "a.png", "b.png")]
+    assert names == ["a.png", "a_1.png", "a_2.png", "b.png"]

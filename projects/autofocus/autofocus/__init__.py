@@ -5,7 +5,8 @@ Modules (import them directly; importing the package itself loads nothing heavy)
 - `autofocus.config`: `add_autofocus_config`, `setup_cfg` (the `AUTOFOCUS` node).
 - `autofocus.targets`: FocusPixel labels of a training chip.
 - `autofocus.head`: the FocusPixel head and its loss.
-- `autofocus.modeling`: `AutoFocusRCNN` (registered in sniper's `META_ARCH_REGISTRY`).
+- `autofocus.modeling`: `AutoFocusRCNN` (in sniper's `META_ARCH_REGISTRY`) and
+  `build_autofocus_model`, the builder the trainer, predictor and benchmark use.
 - `autofocus.data`: chip mapper adding FocusPixel boxes, the training loader.
 - `autofocus.engine`: `AutoFocusTrainer` (sniper's trainer, cascade evaluation).
 - `autofocus.params`, `autofocus.structures`, `autofocus.chips`, `autofocus.cascade`: the

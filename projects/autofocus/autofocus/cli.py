@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from sniper.data.build import register_builtin_datasets
 from sniper.data.catalog import DatasetCatalog
+from sniper.inputs import list_image_files
 
 __all__ = ["parse_with_overrides", "resolve_inputs"]
 
@@ -33,7 +34,7 @@ def parse_with_overrides(parser: argparse.ArgumentParser,
 
 def resolve_inputs(inputs: Sequence[str], num_images: int | None) -> list[dict]:
     """Image records of `inputs`: registered dataset names (built-ins included) give their
-    records, anything else image files, folders or glob patterns (`sniper.demo.collect_inputs`)
+    records, anything else image files, folders or glob patterns (`sniper.inputs.list_image_files`)
     gives `{"file_name": path}` records.
 
     Args:
@@ -42,14 +43,12 @@ def resolve_inputs(inputs: Sequence[str], num_images: int | None) -> list[dict]:
     Raises:
         FileNotFoundError: a non-dataset input matched no image.
     """
-    from sniper.demo import collect_inputs
-
     register_builtin_datasets()
     records: list[dict] = []
     for item in inputs:
         if item in DatasetCatalog.list():
             found = list(DatasetCatalog.get(item))
         else:
-            found = [{"file_name": path} for path in collect_inputs([item])]
+            found = [{"file_name": path} for path in list_image_files([item])]
         records += found[:num_images] if num_images is not None else found
     return records

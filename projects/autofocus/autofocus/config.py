@@ -23,7 +23,7 @@ from sniper.config import (
     validate_cfg,
 )
 from sniper.config import key_comments as _sniper_key_comments
-from sniper.engine.defaults import load_config_or_exit as sniper_load_config_or_exit
+from sniper.config import load_config_or_exit as _sniper_load_config_or_exit
 
 __all__ = [
     "add_autofocus_config",
@@ -118,5 +118,5 @@ def setup_cfg(config_file: str, opts: Sequence[str]) -> CfgNode:
 
 def load_config_or_exit(config_file: str, opts: Sequence[str]) -> CfgNode:
     """`setup_cfg`, or exit with status 2 and a one-line message naming the bad key / value /
-    file (no traceback), as `sniper.engine.load_config_or_exit` does."""
-    return sniper_load_config_or_exit(config_file, list(opts), setup=setup_cfg)
+    file (no traceback), as `sniper.config.load_config_or_exit` does."""
+    return _sniper_load_config_or_exit(config_file, list(opts), setup=setup_cfg)

@@ -1,10 +1,11 @@
 """`AutoFocusTrainer`: sniper's trainer with FocusPixel boxes in the chips and cascade tests.
 
-Training is `SniperTrainer`'s loop unchanged: the model (MODEL.META_ARCHITECTURE, normally
-AutoFocusRCNN) returns `loss_focus` next to the detector losses and the total is their sum.
-Only the loader differs (`autofocus.data.build_autofocus_train_loader`: chips carry
-`focus_boxes` / `focus_sizes` / `focus_ignore_boxes`). Evaluation (`test`, after training
-and with `--eval-only`) runs the AutoFocus cascade (`AutoFocusCascade.from_config`) through
+Training is `SniperTrainer`'s loop unchanged: the model (`build_autofocus_model`: the
+AutoFocusRCNN of MODEL.META_ARCHITECTURE) returns `loss_focus` next to the detector losses
+and the total is their sum. Only the loader differs
+(`autofocus.data.build_autofocus_train_loader`: chips carry `focus_boxes` / `focus_sizes` /
+`focus_ignore_boxes`). Evaluation (`test`, after training and with `--eval-only`) runs the
+AutoFocus cascade (`AutoFocusCascade.from_config`) through
 `sniper.engine.evaluation.inference_on_dataset`, and adds to its "speed" entry the pixels of
 the full pyramid (the whole image at every AUTOFOCUS scale) and the fraction processed.
 """
@@ -21,9 +22,9 @@ from torch import nn
 from sniper.config import parse_scale_list
 from sniper.engine import SniperTrainer, get_rank, get_world_size, is_main_process
 
-from . import modeling  # noqa: F401  (registers AutoFocusRCNN)
 from .cascade import AutoFocusCascade
 from .data import build_autofocus_train_loader
+from .modeling import AutoFocusRCNN, build_autofocus_model
 from .params import full_pyramid_pixels
 
 __all__ = ["AutoFocusTrainer"]
@@ -33,6 +34,11 @@ logger = logging.getLogger("sniper.autofocus.engine")  # logged with sniper's ha
 
 class AutoFocusTrainer(SniperTrainer):
     """Train and evaluate an AutoFocus detector from a config with the AUTOFOCUS node."""
+
+    @classmethod
+    def build_model(cls, cfg: CfgNode) -> AutoFocusRCNN:
+        """The `AutoFocusRCNN` of ``cfg`` (`autofocus.modeling.build_autofocus_model`)."""
+        return build_autofocus_model(cfg)
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode) -> Iterator:

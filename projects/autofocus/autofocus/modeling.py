@@ -1,7 +1,10 @@
 """AutoFocusRCNN: SniperRCNN plus a FocusPixel head trained jointly on the same chips.
 
-Registered in `sniper.modeling.META_ARCH_REGISTRY` (importing this module registers it), so
-`sniper.modeling.build_model(cfg)` builds it for `MODEL.META_ARCHITECTURE: AutoFocusRCNN`.
+`build_autofocus_model(cfg)` builds it: the AutoFocus trainer, predictor and benchmark call
+it, so they never depend on which modules happen to be imported. It goes through
+`sniper.modeling.build_model` (the class is registered in `META_ARCH_REGISTRY` where it is
+defined, as detectron2 meta-architectures are), so `MODEL.META_ARCHITECTURE` may also name
+a registered subclass; anything without the FocusPixel head is refused.
 
 Inputs and targets are those of `SniperRCNN` (chip px); targets may also carry
 `focus_boxes` / `focus_sizes` / `focus_ignore_boxes` (see `autofocus.targets`).
@@ -20,7 +23,7 @@ import math
 from fvcore.common.config import CfgNode
 from torch import Tensor, nn
 
-from sniper.modeling import META_ARCH_REGISTRY, SniperRCNN
+from sniper.modeling import META_ARCH_REGISTRY, SniperRCNN, build_model
 from sniper.modeling.roi_heads import RangeAwareRoIHeads
 from sniper.modeling.rpn import IgnoreAwareRPN
 from sniper.modeling.transform import NoResizeTransform
@@ -28,7 +31,7 @@ from sniper.modeling.transform import NoResizeTransform
 from .head import FocusPixelHead, focus_loss, focus_probability
 from .targets import focus_pixel_labels_batch
 
-__all__ = ["AutoFocusRCNN"]
+__all__ = ["AutoFocusRCNN", "build_autofocus_model"]
 
 
 @META_ARCH_REGISTRY.register()
@@ -48,7 +51,7 @@ class AutoFocusRCNN(SniperRCNN):
         self,
         backbone: nn.Module,
         rpn: IgnoreAwareRPN,
-        roi_heads: RangeAwareRoIHeads | None,
+        roi_heads: RangeAwareRoIHeads,
         transform: NoResizeTransform,
         focus_head: FocusPixelHead,
         focus_feature: str = "p4",
@@ -101,8 +104,8 @@ class AutoFocusRCNN(SniperRCNN):
         images: list[Tensor],
         targets: list[dict[str, Tensor]] | None = None,
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
-        """Loss dict (with `loss_focus`) in training mode; per-image detections (or
-        proposals) with `focus_prob` in eval mode."""
+        """Loss dict (with `loss_focus`) in training mode; per-image detections with
+        `focus_prob` in eval mode."""
         image_list, targets, features = self.forward_features(images, targets)
         logits = self.focus_head(features[self.focus_feature])
         result = self.forward_heads(image_list, features, targets)
@@ -114,3 +117,20 @@ class AutoFocusRCNN(SniperRCNN):
                              strict=True):
             out["focus_prob"] = prob
         return result
+
+
+def build_autofocus_model(cfg: CfgNode) -> AutoFocusRCNN:
+    """`sniper.modeling.build_model(cfg)` (on MODEL.DEVICE, in training mode), checked to be
+    an `AutoFocusRCNN`.
+
+    Raises:
+        ValueError: MODEL.META_ARCHITECTURE names a model without the FocusPixel head.
+    """
+    model = build_model(cfg)
+    if not isinstance(model, AutoFocusRCNN):
+        raise ValueError(
+            f"config key MODEL.META_ARCHITECTURE = {cfg.MODEL.META_ARCHITECTURE!r}: AutoFocus "
+            f"needs {AutoFocusRCNN.__name__} (or a registered subclass), not "
+            f"{type(model).__name__}"
+        )
+    return model

@@ -19,8 +19,8 @@ from fvcore.common.config import CfgNode
 
 from sniper.inference.predictor import SniperPredictor
 
-from . import modeling  # noqa: F401  (registers AutoFocusRCNN)
 from .cascade import AutoFocusCascade
+from .modeling import AutoFocusRCNN, build_autofocus_model
 
 __all__ = ["AutoFocusPredictor"]
 
@@ -30,7 +30,7 @@ class AutoFocusPredictor(SniperPredictor):
 
     Args:
         cfg: a config with `add_sniper_config` and `add_autofocus_config` whose
-            MODEL.META_ARCHITECTURE has a FocusPixel head (AutoFocusRCNN). An empty
+            MODEL.META_ARCHITECTURE is AutoFocusRCNN (or a subclass). An empty
             MODEL.WEIGHTS leaves the model randomly initialized (warning).
         input_format: channel order of the images given to the predictor, "BGR" (default,
             `cv2.imread`) or "RGB"; converted to `cfg.INPUT.FORMAT`.
@@ -43,8 +43,12 @@ class AutoFocusPredictor(SniperPredictor):
 
     Raises:
         FileNotFoundError: MODEL.WEIGHTS names a file that does not exist.
-        ValueError: unknown `input_format`.
+        ValueError: unknown `input_format`, or a model without the FocusPixel head.
     """
+
+    def build_model(self, cfg: CfgNode) -> AutoFocusRCNN:
+        """The `AutoFocusRCNN` of ``cfg`` (`autofocus.modeling.build_autofocus_model`)."""
+        return build_autofocus_model(cfg)
 
     def build_engine(self, cfg: CfgNode, model: Any, **overrides: Any) -> AutoFocusCascade:
         """The AutoFocus cascade of ``cfg`` (per-call overrides: ``CascadeParams`` fields

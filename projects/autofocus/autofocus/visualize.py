@@ -23,8 +23,7 @@ from collections.abc import Sequence
 
 import cv2
 
-from sniper.demo import dataset_labels, unique_output_name
-from sniper.image_ops import ImageReadError, read_image
+from sniper.inputs import dataset_labels, read_images, unique_output_name
 
 from .cli import parse_with_overrides, resolve_inputs
 from .config import setup_cfg
@@ -65,13 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     class_names, _ = dataset_labels(cfg.DATASETS.TEST)
     os.makedirs(args.output, exist_ok=True)
     used: set[str] = set()
-    for record in records:
-        path = record["file_name"]
-        try:
-            image = read_image(path, "BGR")
-        except ImageReadError as err:
-            logger.warning("skipping %s", err)
-            continue
+    for path, image in read_images((record["file_name"] for record in records), "BGR"):
         out = predictor(image)
         drawn = draw_autofocus(image[:, :, ::-1], out, class_names, args.confidence,
                                heat_scale=args.heat_scale, alpha=args.alpha)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import ast
 import io
+import sys
 import tokenize
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ __all__ = [
     "add_sniper_config",
     "get_cfg",
     "key_comments",
+    "load_config_or_exit",
     "parse_scale_list",
     "parse_valid_ranges",
     "setup_cfg",
@@ -256,3 +258,24 @@ def key_comments(source_file: str | None = None) -> dict[str, str]:
             lines = [comments[n] for n in range(node.lineno, end + 1) if n in comments]
             result[key] = lines[0] if lines else ""
     return result
+
+
+def load_config_or_exit(config_file: str, opts: Sequence[str],
+                        setup: Callable[[str, list[str]], _FvCfgNode] | None = None,
+                        ) -> _FvCfgNode:
+    """``setup(config_file, opts)`` (default `setup_cfg`), or exit with status 2 and a one-line
+    message naming the bad key / value / file (no traceback), as argparse does for bad flags.
+
+    Args:
+        config_file: YAML path ("" for defaults only).
+        opts: flat ``[KEY, VALUE, ...]`` overrides.
+        setup: the loader (e.g. `autofocus.config.setup_cfg`); KeyError, ValueError and
+            FileNotFoundError it raises become the exit.
+    """
+    loader = setup_cfg if setup is None else setup
+    try:
+        return loader(config_file, list(opts))
+    except (KeyError, ValueError, FileNotFoundError) as err:
+        message = err.args[0] if err.args else repr(err)
+        print(f"error: bad config: {message}", file=sys.stderr)
+        raise SystemExit(2) from None

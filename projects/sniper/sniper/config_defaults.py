@@ -31,11 +31,10 @@ def _model_defaults(_C: CfgNode) -> None:
     """MODEL, MODEL.BACKBONE and MODEL.FPN keys."""
     CN = type(_C)
     _C.MODEL = CN()  # the detector
-    _C.MODEL.META_ARCHITECTURE = "SniperRCNN"  # name in META_ARCH_REGISTRY of the model class
+    _C.MODEL.META_ARCHITECTURE = "SniperRCNN"  # META_ARCH_REGISTRY name; "SniperRPN" = no RoI heads
     _C.MODEL.DEVICE = "cpu"  # torch device the model runs on ("cpu", "cuda", "cuda:N")
     _C.MODEL.WEIGHTS = ""  # full detector checkpoint loaded by the checkpointer (path); "" = none
     _C.MODEL.NUM_CLASSES = 80  # number of object classes, background excluded (count)
-    _C.MODEL.RPN_ONLY = False  # build only backbone + RPN (negative chip mining stage) (bool)
     _C.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]  # per-channel mean, RGB order (0-255 scale)
     _C.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]  # per-channel std, RGB order (0-255 scale)
     _C.MODEL.ANCHOR_SIZES = [[32], [64], [128], [256], [512]]  # anchor sides per level (chip px)

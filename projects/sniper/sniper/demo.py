@@ -5,11 +5,11 @@ Usage::
     python -m sniper.demo --config-file cfg.yaml --input img.jpg | folder | "glob/*.jpg" \\
         --output outdir [--confidence 0.5] [KEY VALUE ...]
 
-``--input`` takes one or more image files, folders (their images with a known extension,
-not recursive) or glob patterns (``**`` recurses). Trailing ``KEY VALUE`` pairs override the
-config (e.g. ``MODEL.WEIGHTS path/model_final.pth MODEL.DEVICE cuda``); put them after
-``--output`` or another option, or after ``--``, since ``--input`` takes every word up to
-the next option.
+``--input`` takes one or more image files, folders (their images with a known extension, not
+recursive) or glob patterns (``**`` recurses), see ``sniper.inputs.list_image_files``.
+Trailing ``KEY VALUE`` pairs override the config (e.g. ``MODEL.WEIGHTS path/model_final.pth
+MODEL.DEVICE cuda``); put them after ``--output`` or another option, or after ``--``, since
+``--input`` takes every word up to the next option.
 
 Outputs in ``--output``:
 
@@ -29,7 +29,6 @@ Unreadable images are skipped with a warning; no matching input at all is an err
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import logging
 import os
@@ -41,17 +40,14 @@ import cv2
 from tqdm import tqdm
 
 from sniper.config import setup_cfg
-from sniper.data.build import register_builtin_datasets
-from sniper.data.catalog import DatasetCatalog, MetadataCatalog
-from sniper.image_ops import ImageReadError, read_image
 from sniper.inference.predictor import SniperPredictor
+from sniper.inputs import dataset_labels, list_image_files, read_images, unique_output_name
 from sniper.visualization_dets import draw_detections
 
-__all__ = ["IMAGE_EXTENSIONS", "collect_inputs", "dataset_labels", "main", "parse_args"]
+__all__ = ["main", "parse_args"]
 
 logger = logging.getLogger("sniper.demo")
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 RESULTS_FILE = "results.json"
 
 
@@ -78,66 +74,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def collect_inputs(patterns: Sequence[str]) -> list[str]:
-    """Expand files, folders and glob patterns into a sorted, de-duplicated list of paths.
-
-    Raises:
-        FileNotFoundError: nothing matched, naming the patterns.
-    """
-    found: list[str] = []
-    for pattern in patterns:
-        if os.path.isdir(pattern):
-            found += [os.path.join(pattern, n) for n in sorted(os.listdir(pattern))
-                      if n.lower().endswith(IMAGE_EXTENSIONS)]
-        elif any(c in pattern for c in "*?["):
-            found += sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
-        elif os.path.isfile(pattern):
-            found.append(pattern)
-    unique = list(dict.fromkeys(found))
-    if not unique:
-        raise FileNotFoundError(f"no input image matched --input {' '.join(patterns)}")
-    return unique
-
-
-def dataset_labels(dataset_names: Sequence[str]) -> tuple[list[str] | None, dict[int, int]]:
-    """Class names and contiguous id -> dataset category id of the first test dataset.
-
-    Returns ``(None, {})`` when no test dataset is configured or its metadata has no
-    ``thing_classes`` (then drawing uses "class k" and json ids are contiguous id + 1).
-    """
-    if not dataset_names:
-        return None, {}
-    name = dataset_names[0]
-    if name not in DatasetCatalog.list():
-        try:
-            register_builtin_datasets()  # sets the built-in datasets' metadata, loads nothing
-        except ValueError as err:  # built-ins already registered under another cache root
-            logger.warning("could not register the built-in datasets: %s", err)
-    meta = MetadataCatalog.get(name)
-    names = meta.get("thing_classes")
-    id_map = meta.get("thing_dataset_id_to_contiguous_id") or {}
-    return (list(names) if names else None), {int(v): int(k) for k, v in id_map.items()}
-
-
-def unique_output_name(path: str, used: set[str]) -> str:
-    """The input's file name, suffixed ``_k`` when another input already took it."""
-    name = os.path.basename(path)
-    stem, ext = os.path.splitext(name)
-    k = 0
-    while name in used:
-        k += 1
-        name = f"{stem}_{k}{ext}"
-    used.add(name)
-    return name
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m sniper.demo``; returns the exit status (0)."""
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     args = parse_args(argv)
     try:
-        paths = collect_inputs(args.input)
+        paths = list_image_files(args.input)
     except FileNotFoundError as err:
         args.parser.error(str(err))
     cfg = setup_cfg(args.config_file, args.opts)
@@ -147,12 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     class_names, to_dataset_id = dataset_labels(cfg.DATASETS.TEST)
     os.makedirs(args.output, exist_ok=True)
     results, used, done, pixels, start = [], set(), 0, 0, time.perf_counter()
-    for path in tqdm(paths, desc="sniper.demo", unit="img"):
-        try:
-            image = read_image(path, "BGR")
-        except ImageReadError as err:
-            logger.warning("skipping %s", err)
-            continue
+    for path, image in read_images(tqdm(paths, desc="sniper.demo", unit="img"), "BGR"):
         out = predictor(image)
         done, pixels = done + 1, pixels + out["pixels"]
         drawn = draw_detections(image[:, :, ::-1], out["boxes"], out["scores"], out["classes"],

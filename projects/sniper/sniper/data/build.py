@@ -18,6 +18,7 @@ from sniper.data.catalog import DatasetCatalog
 from sniper.data.chip_mapper import ChipMapper
 from sniper.data.chip_sampler import ChipSampler
 from sniper.data.proposals import load_proposals
+from sniper.data.synthetic import register_synthetic_datasets
 from sniper.structures import ChipSpec
 
 logger = logging.getLogger("sniper.data")
@@ -25,8 +26,6 @@ logger = logging.getLogger("sniper.data")
 
 def register_builtin_datasets() -> None:
     """Registers the built-in synthetic datasets (idempotent)."""
-    from sniper.data.synthetic import register_synthetic_datasets
-
     register_synthetic_datasets()
 
 

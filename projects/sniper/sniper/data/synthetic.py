@@ -27,6 +27,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from .catalog import DatasetCatalog, MetadataCatalog
+from .coco import load_coco_json
 from .synthetic_render import SYNTHETIC_CLASSES, render_image
 
 __all__ = [
@@ -235,8 +237,6 @@ def _auto_workers(split: SyntheticSplit) -> int:
 
 
 def _load_split(split: SyntheticSplit, root: str, name: str) -> list[dict]:
-    from .coco import load_coco_json
-
     json_file, image_root = build_split(split, root, num_workers=_auto_workers(split))
     return load_coco_json(json_file, image_root, dataset_name=name)
 
@@ -254,8 +254,6 @@ def register_synthetic_datasets(root: str | os.PathLike | None = None) -> list[s
     Returns:
         The registered dataset names, in ``SYNTHETIC_SPLITS`` order.
     """
-    from .catalog import DatasetCatalog, MetadataCatalog
-
     root = os.path.abspath(os.fspath(root) if root is not None else default_cache_root())
     for name, split in SYNTHETIC_SPLITS.items():
         json_file, image_root = split_paths(split, root)

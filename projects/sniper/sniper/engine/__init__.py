@@ -4,7 +4,8 @@ from .checkpoint import Checkpointer, get_rng_state, set_rng_state
 from .defaults import (
     default_argument_parser,
     default_setup,
-    load_config_or_exit,
+    launch_train_net,
+    run_train_net,
     seed_all_rng,
     setup_logger,
 )
@@ -56,10 +57,11 @@ __all__ = [
     "inference_on_dataset",
     "is_main_process",
     "launch",
-    "load_config_or_exit",
+    "launch_train_net",
     "load_image",
     "reduce_dict",
     "resolve_amp",
+    "run_train_net",
     "seed_all_rng",
     "set_rng_state",
     "setup_logger",

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from sniper.modeling.state_dict import load_model_state, read_checkpoint
+
 from .launch import is_main_process
 
 __all__ = ["Checkpointer", "atomic_write", "get_rng_state", "set_rng_state"]
@@ -171,23 +173,20 @@ class Checkpointer:
 
         A file holding a bare state dict (no "model" key) loads as model weights. Model
         keys are matched after stripping a "module." prefix; missing, unexpected and
-        shape-mismatched keys are logged (the latter skipped), not fatal.
+        shape-mismatched keys are logged (the latter skipped), not fatal
+        (`sniper.modeling.state_dict.load_model_state`).
 
         Returns:
             The entries of the file that were not consumed (e.g. "iteration").
 
         Raises:
             FileNotFoundError: `path` does not exist.
+            ValueError: the file does not hold a dict.
         """
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"checkpoint {path!r} not found")
-        logger.info("loading checkpoint %s", path)
-        data = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a dict, got {type(data).__name__}")
+        data = read_checkpoint(path)
         if "model" not in data:
             data = {"model": data}
-        self._load_model(data.pop("model"))
+        load_model_state(self.model, data.pop("model"))
         keys = self.checkpointables.keys() if checkpointables is None else checkpointables
         for key in keys:
             if key in data:
@@ -195,24 +194,6 @@ class Checkpointer:
             else:
                 logger.warning("checkpoint %s has no %r entry; it keeps its state", path, key)
         return data
-
-    def _load_model(self, state: dict[str, torch.Tensor]) -> None:
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-        own = self.model.state_dict()
-        for key in list(state):
-            if key in own and tuple(own[key].shape) != tuple(state[key].shape):
-                logger.warning(
-                    "skip %s: checkpoint shape %s != model shape %s",
-                    key, tuple(state[key].shape), tuple(own[key].shape),
-                )
-                del state[key]
-        result = self.model.load_state_dict(state, strict=False)
-        if result.missing_keys:
-            logger.warning("keys missing in the checkpoint: %s", ", ".join(result.missing_keys))
-        if result.unexpected_keys:
-            logger.warning(
-                "checkpoint keys unknown to the model: %s", ", ".join(result.unexpected_keys)
-            )
 
     def resume_or_load(self, path: str, *, resume: bool = True) -> dict[str, Any]:
         """Resume from `last_checkpoint` if `resume` and it exists (everything is restored);

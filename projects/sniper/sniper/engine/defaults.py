@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from fvcore.common.config import CfgNode
 
+from sniper.config import load_config_or_exit
+
 from .checkpoint import Checkpointer, atomic_write
 from .events import append_metrics, flatten_results
 from .launch import get_rank, get_world_size, is_main_process, launch
@@ -28,7 +30,8 @@ from .launch import get_rank, get_world_size, is_main_process, launch
 __all__ = [
     "default_argument_parser",
     "default_setup",
-    "load_config_or_exit",
+    "launch_train_net",
+    "run_train_net",
     "seed_all_rng",
     "setup_logger",
 ]
@@ -66,22 +69,6 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
         help="config overrides as KEY VALUE pairs, e.g. SOLVER.BASE_LR 0.01",
     )
     return parser
-
-
-def load_config_or_exit(config_file: str, opts: list[str],
-                        setup: Callable[[str, list[str]], CfgNode] | None = None) -> CfgNode:
-    """``setup(config_file, opts)`` (default `sniper.config.setup_cfg`), or exit with status 2
-    and a one-line message naming the bad key / value / file (no traceback), as argparse
-    does for bad flags."""
-    if setup is None:
-        from sniper.config import setup_cfg as setup
-
-    try:
-        return setup(config_file, list(opts))
-    except (KeyError, ValueError, FileNotFoundError) as err:
-        message = err.args[0] if err.args else repr(err)
-        print(f"error: bad config: {message}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def setup_logger(output_dir: str | None, rank: int = 0, name: str = "sniper") -> logging.Logger:

@@ -1,7 +1,7 @@
 """RPN proposals on whole training images for negative chip mining (DESIGN.md section 4).
 
-``extract_proposals`` runs an RPN-only model (``MODEL.RPN_ONLY``: eval outputs are proposals
-with objectness ``scores``) on every image at every given scale. The resizing, the mapping
+``extract_proposals`` runs a proposal network (``sniper.modeling.SniperRPN``: eval outputs are
+proposals with objectness ``scores``) on every image at every given scale. The resizing, the mapping
 back to original-image pixels (``image = canvas / f``), the clipping to the image, the tiling
 of huge canvases and the cross-scale merge are those of SNIPER inference
 (``sniper.inference.multiscale.MultiScaleInference``, which resizes with
@@ -29,6 +29,7 @@ from fvcore.common.config import CfgNode
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from sniper.config import parse_scale_list
 from sniper.data.proposals import save_proposals
 from sniper.image_ops import ImageReadError, read_image
 from sniper.inference.multiscale import MultiScaleInference
@@ -89,7 +90,7 @@ def extract_proposals(
     """Multi-scale RPN proposals of every record, in original-image pixels.
 
     Args:
-        model: RPN-only detector (or any model whose eval output per input is ``{"boxes"
+        model: a ``SniperRPN`` (or any model whose eval output per input is ``{"boxes"
             (K, 4) input px, "scores" (K,), "labels" (K,)}``); run in eval mode, its
             training flag is restored afterwards. A DDP wrapper is unwrapped.
         records: dataset records (``file_name``, ``image_id``, ``height``, ``width``).
@@ -167,8 +168,6 @@ def write_proposals_file(cfg: CfgNode, model: nn.Module, records: Sequence[dict]
     Returns:
         ``{"images", "proposals", "proposals_per_image", "seconds"}``.
     """
-    from sniper.config import parse_scale_list
-
     start = time.perf_counter()
     ids, boxes, scores = extract_proposals(
         model, records, parse_scale_list(cfg.SNIPER.TEST_SCALES), cfg.INPUT.FORMAT,

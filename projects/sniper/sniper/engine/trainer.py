@@ -28,6 +28,10 @@ from fvcore.common.config import CfgNode
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from sniper.data.build import build_test_loader, build_train_loader
+from sniper.inference import MultiScaleInference
+from sniper.modeling import build_model
+
 from .checkpoint import Checkpointer, get_rng_state, set_rng_state
 from .evaluation import COCOEvaluator, inference_on_dataset
 from .events import TrainingEvents
@@ -112,8 +116,6 @@ class SniperTrainer:
     @classmethod
     def build_model(cls, cfg: CfgNode) -> nn.Module:
         """`sniper.modeling.build_model(cfg)` (on MODEL.DEVICE, in training mode)."""
-        from sniper.modeling import build_model
-
         return build_model(cfg)
 
     @classmethod
@@ -132,15 +134,11 @@ class SniperTrainer:
     def build_train_loader(cls, cfg: CfgNode) -> Iterator[Batch]:
         """Infinite chip-batch iterator for this rank (`sniper.data.build`); its
         `state_dict()` / `load_state_dict()` give the position saved in checkpoints."""
-        from sniper.data.build import build_train_loader
-
         return build_train_loader(cfg, rank=get_rank(), world_size=get_world_size())
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str) -> list[dict]:
         """The records of `dataset_name` (`sniper.data.build.build_test_loader`)."""
-        from sniper.data.build import build_test_loader
-
         return build_test_loader(cfg, dataset_name)
 
     @classmethod
@@ -155,8 +153,6 @@ class SniperTrainer:
     def build_inference(cls, cfg: CfgNode, model: nn.Module) -> Any:
         """The inference engine used by `test`: SNIPER multi-scale inference over
         SNIPER.TEST_SCALES with TEST_VALID_RANGES and the configured merge."""
-        from sniper.inference import MultiScaleInference
-
         return MultiScaleInference.from_config(cfg, model)
 
     @classmethod

@@ -12,40 +12,22 @@ multi-scale detections out, in original-image pixels::
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from fvcore.common.config import CfgNode
+from torch import nn
 
 from sniper.image_ops import check_image
 from sniper.modeling import build_model
+from sniper.modeling.state_dict import load_model_weights
 
 from .multiscale import MultiScaleInference
 
-__all__ = ["SniperPredictor", "load_model_weights"]
+__all__ = ["SniperPredictor"]
 
 logger = logging.getLogger(__name__)
-
-
-def load_model_weights(model: Any, path: str) -> None:
-    """Load detector weights from ``path`` into ``model``.
-
-    Accepts a training checkpoint (a dict with a ``"model"`` state dict, as written by
-    ``sniper.engine.checkpoint.Checkpointer``; other entries are ignored) or a bare state
-    dict. Loading is that of the checkpointer: a ``module.`` prefix is stripped; missing,
-    unexpected and shape-mismatched keys are logged as warnings, not fatal.
-
-    Raises:
-        FileNotFoundError: naming ``path`` when it is not a file.
-    """
-    # Imported here so that `sniper.engine` may import `sniper.inference` without a cycle.
-    from sniper.engine.checkpoint import Checkpointer
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"MODEL.WEIGHTS file {path!r} not found")
-    Checkpointer(model, save_to_disk=False).load(path, checkpointables=[])
 
 
 class SniperPredictor:
@@ -73,7 +55,7 @@ class SniperPredictor:
             raise ValueError(f'input_format must be "RGB" or "BGR", got {input_format!r}')
         self.cfg = cfg.clone()
         self.input_format = input_format
-        self.model = build_model(self.cfg)
+        self.model = self.build_model(self.cfg)
         self.model.eval()
         if self.cfg.MODEL.WEIGHTS:
             load_model_weights(self.model, self.cfg.MODEL.WEIGHTS)
@@ -81,6 +63,11 @@ class SniperPredictor:
             logger.warning("MODEL.WEIGHTS is empty: the predictor runs a randomly initialized "
                            "model")
         self.inference = self.build_engine(self.cfg, self.model, **inference_overrides)
+
+    def build_model(self, cfg: CfgNode) -> nn.Module:
+        """The detector the predictor runs (override in subclasses):
+        ``sniper.modeling.build_model``, i.e. MODEL.META_ARCHITECTURE from the registry."""
+        return build_model(cfg)
 
     def build_engine(self, cfg: CfgNode, model: Any, **overrides: Any) -> Any:
         """The inference engine the predictor runs (override in subclasses):

@@ -1,11 +1,17 @@
-"""The detector: no-resize transform, backbones with FPN, ignore-aware RPN and RoI heads."""
+"""The detectors: no-resize transform, backbones with FPN, ignore-aware RPN and RoI heads.
+
+Meta-architectures (MODEL.META_ARCHITECTURE, in `META_ARCH_REGISTRY`): `SniperRCNN` (the
+detector) and `SniperRPN` (its proposal network, for negative chip mining).
+"""
 
 from .backbone import BACKBONE_REGISTRY, FPNBackbone, build_backbone
-from .build import build_model
-from .detector import META_ARCH_REGISTRY, SniperRCNN, check_targets
+from .build import META_ARCH_REGISTRY, build_model
+from .detector import SniperRCNN, check_targets
 from .norms import NORM_REGISTRY, convert_norm
+from .proposal_network import SniperRPN
 from .roi_heads import RangeAwareRoIHeads, build_roi_heads
 from .rpn import IgnoreAwareRPN, build_rpn
+from .state_dict import load_model_state, load_model_weights, read_checkpoint
 from .transform import NoResizeTransform
 from .weights import fetch_state_dict, load_trunk_weights, offline_weights_path
 
@@ -18,6 +24,7 @@ __all__ = [
     "NoResizeTransform",
     "RangeAwareRoIHeads",
     "SniperRCNN",
+    "SniperRPN",
     "build_backbone",
     "build_model",
     "build_roi_heads",
@@ -25,6 +32,9 @@ __all__ = [
     "check_targets",
     "convert_norm",
     "fetch_state_dict",
+    "load_model_state",
+    "load_model_weights",
     "load_trunk_weights",
     "offline_weights_path",
+    "read_checkpoint",
 ]

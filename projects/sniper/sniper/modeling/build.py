@@ -1,4 +1,8 @@
-"""`build_model(cfg)`: the detector named by MODEL.META_ARCHITECTURE, on MODEL.DEVICE."""
+"""`META_ARCH_REGISTRY` and `build_model(cfg)`: the detector named by MODEL.META_ARCHITECTURE.
+
+The meta-architectures of `sniper.modeling` (`SniperRCNN`, `SniperRPN`) register themselves
+where they are defined; the package imports them all, as detectron2's `meta_arch` does.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,15 @@ import logging
 
 import torch
 from fvcore.common.config import CfgNode
+from fvcore.common.registry import Registry
 from torch import nn
 
-from .detector import META_ARCH_REGISTRY
+__all__ = ["META_ARCH_REGISTRY", "build_model"]
 
-__all__ = ["build_model"]
+META_ARCH_REGISTRY = Registry("META_ARCH")
+META_ARCH_REGISTRY.__doc__ = (
+    "Detector classes with a `from_config(cfg)` classmethod; MODEL.META_ARCHITECTURE names one."
+)
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,7 @@
 """SniperRCNN: Faster R-CNN + FPN that never resizes, with SNIPER's ignore-aware heads.
 
+`SniperRPN` (`sniper.modeling.proposal_network`) is the same without RoI heads.
+
 Inputs (both modes): a list of (3, H, W) images, uint8 or float in 0-255, channel order
 INPUT.FORMAT; chips at their chip size, test images already at their test scale.
 
@@ -9,33 +11,27 @@ Training targets, per image (all in the pixels of that input, i.e. chip px):
     ignore_boxes float32 (M, 4) optional, GT boxes of the wrong size for this chip's scale
     valid_range  float32 (2,) optional, [lo, hi) (half-open) box size sqrt(w*h) range in chip px
 
-Outputs: in training a loss dict ({"loss_objectness", "loss_rpn_box_reg"} and, unless
-RPN-only, {"loss_classifier", "loss_box_reg"}); in eval a list with one dict per image:
+Outputs: in training a loss dict {"loss_objectness", "loss_rpn_box_reg", "loss_classifier",
+"loss_box_reg"}; in eval a list with one dict per image:
 {"boxes" float (D, 4) XYXY input px, "scores" (D,), "labels" int64 (D,) in 1..C}
-(torchvision convention; subtract 1 for 0-based dataset ids). In RPN-only mode eval returns
-the proposals: "boxes", "scores" = objectness probability, "labels" = all 1.
+(torchvision convention; subtract 1 for 0-based dataset ids).
 """
 
 from __future__ import annotations
 
 import torch
 from fvcore.common.config import CfgNode
-from fvcore.common.registry import Registry
 from torch import Tensor, nn
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.image_list import ImageList
 
 from .backbone import build_backbone
+from .build import META_ARCH_REGISTRY
 from .roi_heads import RangeAwareRoIHeads, build_roi_heads
 from .rpn import IgnoreAwareRPN, build_rpn
 from .transform import NoResizeTransform
 
-__all__ = ["META_ARCH_REGISTRY", "SniperRCNN", "check_targets"]
-
-META_ARCH_REGISTRY = Registry("META_ARCH")
-META_ARCH_REGISTRY.__doc__ = (
-    "Detector classes with a `from_config(cfg)` classmethod; MODEL.META_ARCHITECTURE names one."
-)
+__all__ = ["SniperRCNN", "check_targets"]
 
 
 def check_targets(
@@ -80,7 +76,7 @@ class SniperRCNN(GeneralizedRCNN):
     Args:
         backbone: FPNBackbone-like module with `out_channels`, returning pyramid features.
         rpn: IgnoreAwareRPN (its forward also returns objectness scores).
-        roi_heads: RangeAwareRoIHeads, or None for the RPN-only model.
+        roi_heads: RangeAwareRoIHeads.
         transform: NoResizeTransform (normalize + pad, never resize).
     """
 
@@ -88,7 +84,7 @@ class SniperRCNN(GeneralizedRCNN):
         self,
         backbone: nn.Module,
         rpn: IgnoreAwareRPN,
-        roi_heads: RangeAwareRoIHeads | None,
+        roi_heads: RangeAwareRoIHeads,
         transform: NoResizeTransform,
     ) -> None:
         super().__init__(backbone, rpn, roi_heads, transform)
@@ -98,32 +94,23 @@ class SniperRCNN(GeneralizedRCNN):
         """Build from MODEL.*, INPUT.FORMAT and SNIPER.* (needs `add_sniper_config`)."""
         backbone = build_backbone(cfg)
         rpn = build_rpn(cfg, backbone.out_channels, len(backbone.level_names))
-        roi_heads = None
-        if not cfg.MODEL.RPN_ONLY:
-            roi_heads = build_roi_heads(cfg, backbone.out_channels, backbone.pooler_level_names)
+        roi_heads = build_roi_heads(cfg, backbone.out_channels, backbone.pooler_level_names)
         transform = NoResizeTransform(
             cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD, cfg.INPUT.FORMAT, size_divisible=32
         )
         return cls(backbone, rpn, roi_heads, transform)
 
     @property
-    def num_classes(self) -> int | None:
-        """Number of object classes C (labels 1..C), None for the RPN-only model."""
-        if self.roi_heads is None:
-            return None
+    def num_classes(self) -> int:
+        """Number of object classes C (labels 1..C)."""
         return int(self.roi_heads.box_predictor.cls_score.out_features) - 1
-
-    @property
-    def rpn_only(self) -> bool:
-        """True when the model has no RoI heads (negative chip mining stage)."""
-        return self.roi_heads is None
 
     def forward(  # type: ignore[override]
         self,
         images: list[Tensor],
         targets: list[dict[str, Tensor]] | None = None,
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
-        """Loss dict in training mode, per-image detections (or proposals) in eval mode."""
+        """Loss dict in training mode, per-image detections in eval mode."""
         image_list, targets, features = self.forward_features(images, targets)
         return self.forward_heads(image_list, features, targets)
 
@@ -151,14 +138,7 @@ class SniperRCNN(GeneralizedRCNN):
         targets: list[dict[str, Tensor]] | None,
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         """RPN and RoI heads on backbone features: losses (training) or detections."""
-        proposals, objectness, losses = self.rpn(image_list, features, targets)
-        if self.roi_heads is None:
-            if self.training:
-                return losses
-            return [
-                {"boxes": b, "scores": s, "labels": s.new_ones(s.shape, dtype=torch.int64)}
-                for b, s in zip(proposals, objectness, strict=True)
-            ]
+        proposals, _, losses = self.rpn(image_list, features, targets)
         detections, head_losses = self.roi_heads(
             features, proposals, image_list.image_sizes, targets
         )

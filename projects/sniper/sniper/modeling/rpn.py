@@ -30,7 +30,7 @@ class IgnoreAwareRPN(RegionProposalNetwork):
         ignore_iou_thresh: anchors with IoU strictly above this with an ignore box get -1.
 
     `forward` returns `(proposals, objectness, losses)`: unlike torchvision it also returns
-    the sigmoid objectness of each kept proposal, used by the RPN-only mode.
+    the sigmoid objectness of each kept proposal, used by `SniperRPN`.
     """
 
     def __init__(

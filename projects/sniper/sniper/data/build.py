@@ -1,4 +1,4 @@
-"""Loaders built from the config: the infinite, resumable training chip loader and test records.
+"""Data built from the config: the infinite, resumable training chip loader and test records.
 
 The training loader plans each epoch's chips in the main process (fast: the C++ planner), then
 a ``torch.utils.data.DataLoader`` maps whole batches in worker processes (one worker decodes
@@ -165,6 +165,7 @@ def build_train_loader(cfg, rank: int = 0, world_size: int = 1, *,
                            world_size, cfg.DATALOADER.NUM_WORKERS)
 
 
-def build_test_loader(cfg, dataset_name: str) -> list[dict]:
-    """The records of test dataset ``dataset_name``."""
+def build_test_records(dataset_name: str) -> list[dict]:
+    """The records (dicts, not a loader) of test dataset ``dataset_name``; inference engines
+    read and rescale the images themselves (``sniper.engine.evaluation``)."""
     return get_records([dataset_name])

@@ -1,7 +1,9 @@
-"""Build script: the packages of DESIGN.md and the compiled chip planner `chipping._planner`.
+"""Build script: the packages of docs/design.md (section 2) and the compiled `chipping._planner`.
 
 torch is a runtime dependency only; the extension is plain C++17 + pybind11.
 """
+
+from glob import glob
 
 from pybind11.setup_helpers import Pybind11Extension, build_ext
 from setuptools import find_packages, setup
@@ -35,7 +37,12 @@ ext_modules = [
             "chipping/csrc/bindings.cpp",
         ],
         include_dirs=["chipping/csrc"],
+        depends=sorted(glob("chipping/csrc/*.h")),
         cxx_std=17,
+        # -ffp-contract=off: the compiled planner must agree bit for bit with its numpy twin
+        # chipping/_reference.py (the tests compare them exactly). Without it the compiler may
+        # contract a * b + c into one fused multiply-add, which rounds once instead of twice
+        # and so changes the last bit of box sizes, scaled coordinates and inside fractions.
         extra_compile_args=["-O3", "-ffp-contract=off"],
     )
 ]

@@ -20,7 +20,7 @@ import torch
 
 from chipping.scales import parse_scales
 from sniper.config import parse_scale_list, setup_cfg
-from sniper.data.build import build_test_loader
+from sniper.data.build import build_test_records
 from sniper.engine.checkpoint import Checkpointer
 from sniper.engine.evaluation import COCOEvaluator, inference_on_dataset
 from sniper.inference import MultiScaleInference
@@ -59,7 +59,7 @@ def main() -> None:
     args = ap.parse_args()
     cfg = setup_cfg(args.config_file, args.opts)
     name = args.dataset or cfg.DATASETS.TEST[0]
-    records = build_test_loader(cfg, name)[: args.num_images]
+    records = build_test_records(name)[: args.num_images]
     model = build_model(cfg).to(cfg.MODEL.DEVICE).eval()
     Checkpointer(model).load(cfg.MODEL.WEIGHTS)
     print(f"{name}: {len(records)} images; {platform.machine()}, {os.cpu_count()} cores, "

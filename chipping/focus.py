@@ -1,4 +1,4 @@
-"""FocusChips from FocusPixel probability maps (AutoFocus, DESIGN.md section 5).
+"""FocusChips from FocusPixel probability maps (AutoFocus, docs/design.md section 5).
 
 Rectangles are int32 XYXY in map cells (exclusive right/bottom edges). A map cell covers
 ``stride`` canvas pixels of the scale the map was computed at.

@@ -52,12 +52,6 @@ class ChipPlan:
         """float64 ``(N, 2)`` valid range ``[lo, hi)`` (image px) of each chip's scale."""
         return self.valid_ranges[self.scale_index]
 
-    @property
-    def chip_sizes(self) -> np.ndarray:
-        """int32 ``(N, 2)`` (height, width) of each chip in chip (canvas) pixels."""
-        c = self.chips_scaled
-        return np.stack([c[:, 3] - c[:, 1], c[:, 2] - c[:, 0]], axis=1).astype(np.int32)
-
     def select(self, index: np.ndarray | slice) -> ChipPlan:
         """The chips at ``index`` (a boolean mask, integer indices or a slice)."""
         return ChipPlan(self.image_index[index], self.scale_index[index],

@@ -1,4 +1,4 @@
-"""Public, typed API of the chip planner (DESIGN.md sections 4 and 5). numpy in, numpy out.
+"""Public, typed API of the chip planner (docs/design.md sections 4, 5). numpy in, numpy out.
 
 Frames: boxes and proposals are float32 XYXY in original-image pixels (exclusive right/bottom
 edge); chips are integer XYXY on the *canvas* of their scale (the image resized by the scale's
@@ -292,7 +292,6 @@ def assign_boxes(
     if isinstance(chips, ChipPlan) and len(chips) and len(np.unique(chips.image_index)) > 1:
         raise ValueError("chips span several images; use assign_boxes_batch")
     if isinstance(chips, ChipPlan):
-        chips = chips.select(slice(None))
         chips = ChipPlan(np.zeros_like(chips.image_index), chips.scale_index, chips.chips_scaled,
                          chips.factors, chips.counts, chips.valid_ranges)
     return assign_boxes_batch(chips, [boxes], crowd=None if crowd is None else [crowd],

@@ -4,7 +4,7 @@ interpreters.
 - config modules load no torch (so that configs can be read, checked and printed cheaply);
 - `sniper.modeling` / `sniper.data` do not load each other, the engine or inference;
   `sniper.inference` and the AutoFocus inference do not load `sniper.engine`;
-- no library module imports a command-line module (`sniper.demo`, `autofocus.visualize`,
+- no library module imports a command-line module (`sniper.demo`, `autofocus.visualize_cli`,
   the scripts of `projects/`, `tools/`, `benchmarks/`);
 - first-party imports sit at the top of the module, not inside functions.
 """
@@ -26,7 +26,7 @@ PACKAGES = {  # package name -> folder holding it
     "autofocus": ROOT / "projects" / "autofocus",
 }
 # Modules run as `python -m ...`: nothing in the packages may import them.
-CLI_MODULES = {"sniper.demo", "autofocus.visualize"}
+CLI_MODULES = {"sniper.demo", "autofocus.visualize_cli"}
 # Library modules that also have a small `__main__` (importing them is fine).
 LIBRARY_WITH_MAIN = {"sniper.data.visdrone"}
 # Imports inside functions kept on purpose (path relative to ROOT -> why).

@@ -4,7 +4,7 @@ GT boxes are coloured by the scale at which they are valid (grey: valid at none)
 their scale (thick rectangles, in image pixels).
 
     python tools/visualize_chips.py --dataset synthetic_digits_val --images 0 1 2 \\
-        --output output/chips [--config-file configs/sniper/synthetic.yaml] [--epoch 0] \\
+        --output output/chips [--config-file configs/sniper/synthetic_mobilenet.yaml] [--epoch 0] \\
         [KEY VALUE ...]
 """
 

@@ -12,6 +12,7 @@
 
 #include "focus_chips.h"
 #include "sniper_chips.h"
+#include "version.h"
 
 namespace py = pybind11;
 using namespace chipping;
@@ -148,9 +149,9 @@ py::dict plan_negative_batch(Arr<float> proposals, Arr<int64_t> proposal_splits,
   require(proposals.ndim() == 2 && proposals.shape(1) == 4, "proposals must be (P, 4)");
   require(positive_chips.ndim() == 2 && positive_chips.shape(1) == 4,
           "positive chips must be (Q, 4)");
-  require(positive_scale_index.ndim() == 1 &&
-              positive_scale_index.shape(0) == positive_chips.shape(0),
-          "positive scale_index must be (Q,)");
+  require(
+      positive_scale_index.ndim() == 1 && positive_scale_index.shape(0) == positive_chips.shape(0),
+      "positive scale_index must be (Q,)");
   require(seeds.ndim() == 1 && seeds.shape(0) == n, "seeds must be (N,)");
   check_splits(proposal_splits, n, proposals.shape(0), "proposal_splits");
   check_splits(positive_splits, n, positive_chips.shape(0), "positive_splits");
@@ -177,8 +178,8 @@ py::dict plan_negative_batch(Arr<float> proposals, Arr<int64_t> proposal_splits,
     parallel_chunks(n, kChunk, num_threads, [&](int64_t c, int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         plan_negative_image(p + 4 * sp[i], sp[i + 1] - sp[i], positives.data() + qs[i],
-                            qs[i + 1] - qs[i], sz[2 * i], sz[2 * i + 1], params, min_props,
-                            sd[i], per_chunk[c]);
+                            qs[i + 1] - qs[i], sz[2 * i], sz[2 * i + 1], params, min_props, sd[i],
+                            per_chunk[c]);
         chunk_images[c].resize(per_chunk[c].size(), static_cast<int32_t>(i));
       }
     });
@@ -192,7 +193,7 @@ struct AssignChunk {
 };
 
 template <typename T>
-Arr<T> concat(const std::vector<AssignChunk>& chunks, std::vector<T> AssignChunk::*member,
+Arr<T> concat(const std::vector<AssignChunk>& chunks, std::vector<T> AssignChunk::* member,
               int64_t cols) {
   size_t total = 0;
   for (const auto& c : chunks) total += (c.*member).size();
@@ -208,7 +209,7 @@ Arr<T> concat(const std::vector<AssignChunk>& chunks, std::vector<T> AssignChunk
 }
 
 Arr<int64_t> splits_from_counts(const std::vector<AssignChunk>& chunks,
-                                std::vector<int64_t> AssignChunk::*member, int64_t n) {
+                                std::vector<int64_t> AssignChunk::* member, int64_t n) {
   Arr<int64_t> out(n + 1);
   int64_t* s = out.mutable_data();
   s[0] = 0;
@@ -276,8 +277,7 @@ py::dict assign_boxes_batch(Arr<int32_t> chip_image_index, Arr<int32_t> chips_sc
 }
 
 py::dict focus_chips_batch(Arr<float> maps, Arr<int64_t> map_shapes, Arr<int64_t> map_offsets,
-                           double threshold, int64_t dilation, int64_t min_size,
-                           int num_threads) {
+                           double threshold, int64_t dilation, int64_t min_size, int num_threads) {
   require(map_shapes.ndim() == 2 && map_shapes.shape(1) == 2, "map_shapes must be (M, 2)");
   const int64_t n = map_shapes.shape(0);
   check_splits(map_offsets, n, maps.size(), "map_offsets");
@@ -319,6 +319,7 @@ py::dict focus_chips_batch(Arr<float> maps, Arr<int64_t> map_shapes, Arr<int64_t
 
 PYBIND11_MODULE(_planner, m) {
   m.doc() = "Compiled SNIPER/AutoFocus chip planner (use chipping.planner, not this module).";
+  m.attr("ABI_VERSION") = kAbiVersion;
   m.def("plan_positive_batch", &plan_positive_batch, py::arg("boxes"), py::arg("box_splits"),
         py::arg("image_sizes"), py::arg("scales"), py::arg("ranges"), py::arg("chip_size"),
         py::arg("stride"), py::arg("jitter"), py::arg("seeds"), py::arg("num_threads"));

@@ -33,8 +33,7 @@ void dilate(std::vector<uint8_t>& on, int64_t h, int64_t w, int64_t dilation) {
 
 // Bounding boxes of 8-connected components, in order of each component's first cell in
 // raster order.
-void components(const std::vector<uint8_t>& on, int64_t h, int64_t w,
-                std::vector<CellRect>& out) {
+void components(const std::vector<uint8_t>& on, int64_t h, int64_t w, std::vector<CellRect>& out) {
   std::vector<uint8_t> seen(on.size(), 0);
   std::vector<int64_t> stack;
   for (int64_t start = 0; start < h * w; ++start) {
@@ -94,8 +93,9 @@ void merge(std::vector<CellRect>& rects) {
     for (size_t i = 0; i < rects.size(); ++i) {
       for (size_t j = i + 1; j < rects.size();) {
         if (overlaps(rects[i], rects[j])) {
-          rects[i] = CellRect{std::min(rects[i].x1, rects[j].x1), std::min(rects[i].y1, rects[j].y1),
-                              std::max(rects[i].x2, rects[j].x2), std::max(rects[i].y2, rects[j].y2)};
+          rects[i] =
+              CellRect{std::min(rects[i].x1, rects[j].x1), std::min(rects[i].y1, rects[j].y1),
+                       std::max(rects[i].x2, rects[j].x2), std::max(rects[i].y2, rects[j].y2)};
           rects.erase(rects.begin() + static_cast<std::ptrdiff_t>(j));
           changed = true;
           j = i + 1;

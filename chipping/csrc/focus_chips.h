@@ -1,4 +1,4 @@
-// AutoFocus FocusChips from a FocusPixel probability map (DESIGN.md section 5).
+// AutoFocus FocusChips from a FocusPixel probability map (docs/design.md section 5).
 // Rectangles are in map cells, XYXY with exclusive right/bottom edges.
 #pragma once
 

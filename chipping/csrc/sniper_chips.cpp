@@ -1,4 +1,4 @@
-// SNIPER chip planning. See sniper_chips.h and DESIGN.md section 4.
+// SNIPER chip planning. See sniper_chips.h and docs/design.md section 4.
 //
 // Greedy cover in O(boxes + candidates) per pick: the candidate chips that fully contain a box
 // form a rectangle in grid-index space (positions are sorted), so the initial containment
@@ -39,9 +39,8 @@ int32_t first_reaching(const std::vector<int32_t>& pos, int64_t chip, double hi)
 
 // Last index i with pos[i] <= lo (chip starts before the box's near edge); -1 if none.
 int32_t last_starting(const std::vector<int32_t>& pos, double lo) {
-  auto it = std::upper_bound(pos.begin(), pos.end(), lo, [](double v, int32_t p) {
-    return v < static_cast<double>(p);
-  });
+  auto it = std::upper_bound(pos.begin(), pos.end(), lo,
+                             [](double v, int32_t p) { return v < static_cast<double>(p); });
   return static_cast<int32_t>(it - pos.begin()) - 1;
 }
 
@@ -164,8 +163,8 @@ void plan_positive_image(const float* boxes, int64_t n, int64_t height, int64_t 
   for (size_t s = 0; s < params.scales.size(); ++s) {
     const ScaleCanvas c = prepare_scale(ws, params, s, height, width, rng);
     collect_valid(ws, boxes, n, params, s, c);
-    greedy_cover(ws, static_cast<int32_t>(s), c.factor, c.cw, c.ch, params.jitter, c.perm_seed,
-                 0, out);
+    greedy_cover(ws, static_cast<int32_t>(s), c.factor, c.cw, c.ch, params.jitter, c.perm_seed, 0,
+                 out);
   }
 }
 
@@ -212,8 +211,8 @@ void assign_chip(const ChipGeometry& chip, const float* boxes, const uint8_t* cr
     if (iw < params.min_box_size || ih < params.min_box_size) continue;  // sliver: removed
     const double size = box_size(x1, y1, x2, y2);
     const double inside = (iw * ih) / ((bx2 - bx1) * (by2 - by1));
-    const bool valid = crowd[i] == 0 && in_range(size, chip.lo, chip.hi) &&
-                       inside >= params.min_inside;
+    const bool valid =
+        crowd[i] == 0 && in_range(size, chip.lo, chip.hi) && inside >= params.min_inside;
     std::vector<int64_t>& index = valid ? valid_index : ignore_index;
     std::vector<float>& dst = valid ? valid_boxes : ignore_boxes;
     index.push_back(i);

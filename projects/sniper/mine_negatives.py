@@ -1,4 +1,4 @@
-"""SNIPER negative chip mining and training, one command (DESIGN.md section 4).
+"""SNIPER negative chip mining and training, one command (docs/design.md section 4).
 
     python projects/sniper/mine_negatives.py --config-file configs/sniper/X.yaml --num-gpus 8
     python projects/sniper/mine_negatives.py --config-file X.yaml --resume        # continue

@@ -124,7 +124,7 @@ def test_no_pruning_at_image_edges(fake_model) -> None:
     assert out["boxes"].tolist() == [[2.0, 2.0, 18.0, 18.0]]
 
 
-def test_model_without_focus_prob_is_named(fake_model) -> None:
+def test_model_without_focus_prob_is_named() -> None:
     class NoFocus(torch.nn.Module):
         def forward(self, images):
             return [{"boxes": torch.zeros(0, 4), "scores": torch.zeros(0),

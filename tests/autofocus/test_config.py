@@ -1,4 +1,4 @@
-"""AUTOFOCUS config: a comment on every key, defaults of DESIGN.md, validation, YAML files."""
+"""AUTOFOCUS config: a comment on every key, docs/design.md defaults, validation, YAML files."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import torch
 
 from autofocus.cascade import FocusMap
 from autofocus.visualization import draw_autofocus, draw_heatmap, focus_heatmap
-from autofocus.visualize import main, parse_args
+from autofocus.visualize_cli import main, parse_args
 from sniper.visualization import scale_color
 from sniper.visualization_dets import class_color
 

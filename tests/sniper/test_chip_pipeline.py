@@ -220,3 +220,19 @@ def test_bad_proposals_file(tmp_path):
         load_proposals(str(bad), [])
     with pytest.raises(FileNotFoundError, match="missing.npz"):
         load_proposals(str(tmp_path / "missing.npz"), [])
+
+
+def test_negative_seed_draws_a_logged_random_chip_seed(tmp_path, caplog) -> None:
+    """SEED < 0 (config comment: "random, logged"): chips get a drawn seed, not seed 0."""
+    from sniper.config import setup_cfg
+    from sniper.data.build import build_chip_sampler, resolve_seed
+
+    assert resolve_seed(7) == 7 and resolve_seed(0) == 0
+    with caplog.at_level(logging.INFO, logger="sniper.data"):
+        drawn = {resolve_seed(-1) for _ in range(4)}
+    assert len(drawn) > 1 and all(0 <= s < 2**31 for s in drawn)
+    assert "random seed" in caplog.text
+    records = make_records(tmp_path, n=2)
+    assert build_chip_sampler(setup_cfg("", ["SEED", "5"]), records).seed == 5
+    seeds = {build_chip_sampler(setup_cfg("", ["SEED", "-1"]), records).seed for _ in range(4)}
+    assert len(seeds) > 1

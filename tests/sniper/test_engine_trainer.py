@@ -136,7 +136,7 @@ def test_periodic_and_final_evaluation(tmp_path):
 
     class EvalTrainer(TinyTrainer):
         @classmethod
-        def build_test_loader(cls, cfg, dataset_name):
+        def build_test_records(cls, cfg, dataset_name):
             from sniper.data.catalog import DatasetCatalog
 
             return DatasetCatalog.get(dataset_name)

@@ -45,3 +45,25 @@ def test_bgr_input_is_flipped_to_rgb() -> None:
     a, _ = rgb([image])
     b, _ = bgr([image.flip(0)])
     assert torch.allclose(a.tensors, b.tensors)
+
+
+def test_is_a_drop_in_transform_of_torchvision_detectors() -> None:
+    """torchvision's GeneralizedRCNN.forward calls `transform.postprocess`: it is not dead."""
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+
+    torch.manual_seed(0)
+    backbone = torch.nn.Conv2d(3, 8, 3, stride=8, padding=1)
+    backbone.out_channels = 8
+    model = FasterRCNN(backbone, num_classes=2, min_size=64, max_size=64,
+                       rpn_anchor_generator=AnchorGenerator(((16, 32),), ((1.0,),)))
+    model.transform = NoResizeTransform(MEAN, STD)
+    model.roi_heads.score_thresh = 0.0
+    calls = []
+    postprocess = model.transform.postprocess
+    model.transform.postprocess = lambda *args: calls.append(args[1:]) or postprocess(*args)
+    with torch.no_grad():
+        out = model.eval()([torch.rand(3, 100, 70) * 255])
+    assert calls == [([(100, 70)], [(100, 70)])]
+    boxes = out[0]["boxes"]
+    assert len(boxes) > 0 and float(boxes[:, 2].max()) <= 70 and float(boxes[:, 3].max()) <= 100

@@ -185,7 +185,8 @@ def test_written_file_gives_negative_chips(tmp_path):
     assert sum(not c.negative for c in chips) >= 1
 
 
-def test_rpn_schedule(mini, tmp_path):
+@pytest.mark.usefixtures("mini")
+def test_rpn_schedule(tmp_path):
     assert nm.rpn_iterations(2, 14, 4) == 7 and nm.rpn_iterations(1, 16, 4) == 4
     assert nm.rpn_iterations(1, 1, 16) == 1
     with pytest.raises(ValueError):
@@ -211,7 +212,8 @@ def _main(mn, *flags_and_opts: str):
     return mn.main(nm.argument_parser().parse_args(list(flags_and_opts)))
 
 
-def test_pipeline_end_to_end_resume_and_reuse(mini, tmp_path):
+@pytest.mark.usefixtures("mini")
+def test_pipeline_end_to_end_resume_and_reuse(tmp_path):
     mn = _script()
     out = tmp_path / "run"
     opts = [*TINY, "DATASETS.TEST", MINI, "OUTPUT_DIR", str(out)]

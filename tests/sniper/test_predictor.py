@@ -176,7 +176,8 @@ def test_draw_detections() -> None:
         draw_detections(image, boxes, [0.9], [0, 1])
 
 
-def test_demo_writes_images_and_results(tmp_path, caplog, clean_synthetic) -> None:
+@pytest.mark.usefixtures("clean_synthetic")
+def test_demo_writes_images_and_results(tmp_path, caplog) -> None:
     folder, out_dir = tmp_path / "in", tmp_path / "out"
     folder.mkdir()
     for i in range(2):
@@ -196,7 +197,8 @@ def test_demo_writes_images_and_results(tmp_path, caplog, clean_synthetic) -> No
         assert 1 <= r["category_id"] <= 10 and len(r["bbox"]) == 4 and r["bbox"][2] >= 0
 
 
-def test_demo_inputs_and_labels(tmp_path, clean_synthetic) -> None:
+@pytest.mark.usefixtures("clean_synthetic")
+def test_demo_inputs_and_labels(tmp_path) -> None:
     for name in ("a.jpg", "b.png", "notes.txt"):
         (tmp_path / name).write_bytes(b"x")
     assert list_image_files([str(tmp_path)]) == [str(tmp_path / "a.jpg"),

@@ -17,9 +17,9 @@ from sniper.data.synthetic import (
     SyntheticSplit,
     build_split,
     default_cache_root,
-    image_seed,
     register_synthetic_datasets,
     render_image,
+    render_seed,
 )
 from sniper.data.synthetic_glyphs import ALPHA_THRESHOLD, FONT_FILES, glyph_alpha
 from sniper.data.synthetic_render import GAP, render_scene
@@ -49,9 +49,9 @@ def test_classes_and_splits() -> None:
     assert SYNTHETIC_SPLITS["synthetic_digits_val"].canvas == 1024
     assert SYNTHETIC_SPLITS["synthetic_digits_test2048"].canvas == 2048
     assert SYNTHETIC_SPLITS["synthetic_digits_mini"].num_images == 8
-    seeds = {image_seed(s.seed, i) for s in SYNTHETIC_SPLITS.values() for i in range(s.num_images)}
+    seeds = {render_seed(s.seed, i) for s in SYNTHETIC_SPLITS.values() for i in range(s.num_images)}
     assert len(seeds) == sum(s.num_images for s in SYNTHETIC_SPLITS.values())
-    assert image_seed(5, 3) == image_seed(5, 3)
+    assert render_seed(5, 3) == render_seed(5, 3)
 
 
 def test_default_cache_root(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
@@ -175,7 +175,7 @@ def test_build_split_writes_valid_coco(tmp_path) -> None:
         info = coco.loadImgs(index + 1)[0]
         assert info["file_name"] == f"{index:06d}.jpg"
         assert (info["height"], info["width"]) == (512, 512)
-        image, boxes, classes = render_image(image_seed(TINY.seed, index), TINY.canvas)
+        image, boxes, classes = render_image(render_seed(TINY.seed, index), TINY.canvas)
         anns = coco.loadAnns(coco.getAnnIds(imgIds=index + 1))
         xywh = np.array([a["bbox"] for a in anns], dtype=np.float32).reshape(-1, 4)
         np.testing.assert_array_equal(xywh[:, :2], boxes[:, :2])
@@ -275,7 +275,7 @@ def test_register_synthetic_datasets(tmp_path, clean_catalog) -> None:
     assert meta.json_file == str(tmp_path / "synthetic_digits_mini" / "instances.json")
     first = records[0]
     _, boxes, classes = render_image(
-        image_seed(SYNTHETIC_SPLITS["synthetic_digits_mini"].seed, 0), 1024
+        render_seed(SYNTHETIC_SPLITS["synthetic_digits_mini"].seed, 0), 1024
     )
     assert os.path.isfile(first["file_name"])
     np.testing.assert_array_equal(first["boxes"], boxes)

@@ -1,4 +1,4 @@
-"""AutoFocus: FocusPixel head and coarse-to-fine inference on FocusChips (DESIGN.md section 5).
+"""AutoFocus: FocusPixel head and coarse-to-fine FocusChip inference (docs/design.md section 5).
 
 Modules (import them directly; importing the package itself loads nothing heavy):
 
@@ -13,7 +13,8 @@ Modules (import them directly; importing the package itself loads nothing heavy)
   inference cascade (parameters, records, geometry, engine).
 - `autofocus.predictor`: `AutoFocusPredictor` (one image in, detections out).
 - `autofocus.cli`: command-line helpers of the visualizer and the benchmark.
-- `autofocus.visualization`, `autofocus.visualize`: pictures and their CLI.
+- `autofocus.visualization`: drawing; `autofocus.visualize_cli`: its command line
+  (`python -m autofocus.visualize_cli`).
 """
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""The AutoFocus inference cascade (docs/design.md, "AutoFocus"), coarse to fine.
+"""The AutoFocus inference cascade (docs/design.md sections 5, 6), coarse to fine.
 
 The cascade is a ``sniper.inference.runner.InferenceRunner`` that only chooses the network
 inputs of each scale from the FocusPixel maps of the previous one; cutting, batching, mapping

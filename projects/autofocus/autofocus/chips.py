@@ -1,6 +1,6 @@
 """FocusChip geometry of the cascade: image px -> canvas windows, merging overlapping chips.
 
-Frames (DESIGN.md section 3, `sniper.structures`): *image* px of the original image;
+Frames (docs/design.md section 3, `sniper.structures`): *image* px of the original image;
 *canvas* px of the image resized by a scale's factor `f` (`canvas = image * f`); a *window*
 is an integer XYXY box on a canvas, the network input cut by `sniper.image_ops.cut_chip`.
 Boxes are XYXY with exclusive right/bottom edges.

@@ -1,4 +1,4 @@
-"""Command-line helpers shared by `python -m autofocus.visualize` and the benchmark.
+"""Command-line helpers shared by `python -m autofocus.visualize_cli` and the benchmark.
 
 Config overrides (`KEY VALUE` pairs) may sit anywhere among the flags, e.g.
 `--config-file c.yaml MODEL.WEIGHTS m.pth --input img.jpg`: every word argparse does not

@@ -8,7 +8,7 @@ comment on its first line).
 Frames: "chip px" = pixels of a network input (a training chip, or a crop at its test scale);
 "image px" = pixels of the original image; "cells" = cells of the FocusPixel map (one cell =
 `stride` chip px, the stride of `AUTOFOCUS.FEATURE`: 16 for "p4"). Scales are a float factor
-on the original image or a [short, long] pair (DESIGN.md section 4). DESIGN.md section 5
+on the original image or a [short, long] pair (docs/design.md section 4). docs/design.md section 5
 names the label sizes a, b, c and the transition parameters (t, d, k).
 """
 
@@ -18,7 +18,7 @@ from fvcore.common.config import CfgNode
 
 
 def autofocus_defaults(cfg: CfgNode) -> CfgNode:
-    """Add the `AUTOFOCUS` node (DESIGN.md section 5) to `cfg` and return it."""
+    """Add the `AUTOFOCUS` node (docs/design.md section 5) to `cfg` and return it."""
     CN = type(cfg)
     cfg.AUTOFOCUS = CN()  # FocusPixel head, its labels and the coarse-to-fine cascade
     cfg.AUTOFOCUS.POS_MIN_SIZE = 5.0  # a: boxes of size <= a make their cells ignore (chip px)

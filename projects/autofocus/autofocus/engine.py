@@ -64,7 +64,7 @@ class AutoFocusTrainer(SniperTrainer):
             return results
         scales = tuple(parse_scale_list(cfg.AUTOFOCUS.SCALES))
         for name, res in results.items():
-            records = cls.build_test_loader(cfg, name)
+            records = cls.build_test_records(cfg, name)
             full = float(sum(sum(full_pyramid_pixels((int(r["height"]), int(r["width"])),
                                                      scales)) for r in records))
             speed = res.setdefault("speed", {})

@@ -1,4 +1,4 @@
-"""The FocusPixel head and its loss (DESIGN.md section 5).
+"""The FocusPixel head and its loss (docs/design.md section 5).
 
 conv3x3(C) - ReLU - conv1x1(C) - ReLU - conv1x1(2) on one FPN level (stride 16 chip px by
 default), giving per cell the logits of (not a FocusPixel, FocusPixel). The loss is softmax

@@ -1,4 +1,4 @@
-"""The parameters of the AutoFocus cascade (DESIGN.md section 5) and their config reader."""
+"""The parameters of the AutoFocus cascade (docs/design.md section 5) and their config reader."""
 
 from __future__ import annotations
 

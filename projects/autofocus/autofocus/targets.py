@@ -1,4 +1,4 @@
-"""FocusPixel labels of a training chip (DESIGN.md section 5).
+"""FocusPixel labels of a training chip (docs/design.md section 5).
 
 The label map has one cell per `stride` chip px: cell `(y, x)` covers the chip pixels
 `[x * s, (x + 1) * s) x [y * s, (y + 1) * s)`. A box *overlaps* a cell when their

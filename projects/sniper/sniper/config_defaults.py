@@ -19,7 +19,7 @@ from fvcore.common.config import CfgNode
 def base_defaults(cfg: CfgNode) -> CfgNode:
     """Fill `cfg` (an empty CfgNode) with the detectron2-style keys and return it."""
     cfg.OUTPUT_DIR = "./output"  # folder for checkpoints, metrics.json, logs (path)
-    cfg.SEED = 0  # global RNG seed for chips, sampling and init (int); -1 = draw one and log it
+    cfg.SEED = 0  # seed of the chips and of the RNGs (SEED + rank) (int); < 0 = random, logged
     _model_defaults(cfg)
     _head_defaults(cfg)
     _data_defaults(cfg)
@@ -125,7 +125,7 @@ def _solver_defaults(_C: CfgNode) -> None:
 
 
 def sniper_defaults(cfg: CfgNode) -> CfgNode:
-    """Add the `SNIPER` node (DESIGN.md section 4) to `cfg` and return it."""
+    """Add the `SNIPER` node (docs/design.md section 4) to `cfg` and return it."""
     CN = type(cfg)
     cfg.SNIPER = CN()  # SNIPER chips, label assignment and multi-scale inference
     cfg.SNIPER.TRAIN_SCALES = [3.0, 1.667, [512, 512]]  # train scales: factor | [short, long] px

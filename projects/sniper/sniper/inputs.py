@@ -1,4 +1,4 @@
-"""Inputs and outputs of the image tools (`sniper.demo`, `autofocus.visualize`, benchmarks).
+"""Inputs and outputs of the image tools (`sniper.demo`, `autofocus.visualize_cli`, benchmarks).
 
 - `list_image_files`: image files named by files, folders (not recursive) or glob patterns
   (``**`` recurses), sorted and de-duplicated;

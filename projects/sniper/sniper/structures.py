@@ -1,9 +1,16 @@
-"""Chip records and the only chip <-> image coordinate mapping of the project.
+"""Chip records and the chip <-> image box mapping of the torch side of the project.
 
-Frames (DESIGN.md section 3): *image* = original image pixels; *canvas* = the image resized
-by the chip's scale factor ``f``; *chip* = pixels of one chip, whose top-left corner is at
-integer canvas pixel ``(cx1, cy1)``. Hence ``chip = image * f - (cx1, cy1)`` and
-``image = (chip + (cx1, cy1)) / f``. Boxes are float32 XYXY with exclusive right/bottom edge.
+Frames (docs/design.md section 3): *image* = original image pixels; *canvas* = the image
+resized by the chip's scale factor ``f``; *chip* = pixels of one chip (or any network input
+window), whose top-left corner is at integer canvas pixel ``(cx1, cy1)``. Hence
+``chip = image * f - (cx1, cy1)`` and ``image = (chip + (cx1, cy1)) / f``. Boxes are float32
+XYXY with exclusive right/bottom edge.
+
+``image_to_chip`` / ``chip_to_image`` are what the data, inference and AutoFocus code use for
+boxes. The same rule is also computed, by design, inside ``chipping`` (which never imports
+this module): the planner maps the boxes it assigns into chip pixels
+(``chipping.assign_boxes``) and ``chipping.focus_chips_to_image`` maps FocusPixel cells to
+image pixels; ``autofocus.chips.canvas_window`` rounds an image-px chip outward onto a canvas.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Loaders built from the config: the infinite, resumable training chip loader and test records.
+"""Data built from the config: the infinite, resumable training chip loader and test records.
 
 The training loader plans each epoch's chips in the main process (fast: the C++ planner), then
 a ``torch.utils.data.DataLoader`` maps whole batches in worker processes (one worker decodes
@@ -9,9 +9,11 @@ each image of its batch once). ``state_dict()`` gives ``{"epoch", "batch_in_epoc
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
+import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
 from sniper.data.catalog import DatasetCatalog
@@ -123,8 +125,27 @@ class TrainChipLoader:
                 return batch
 
 
+def resolve_seed(seed: int) -> int:
+    """``seed`` if it is >= 0; else a random seed, the same on every rank, logged.
+
+    The draw is made on rank 0 and broadcast when a process group is initialized, so that all
+    ranks plan the same chips (every rank must then call this, as every rank builds its
+    loader). As in detectron2, a negative seed makes the run non-reproducible: ``--resume``
+    continues with newly drawn chips.
+    """
+    seed = int(seed)
+    if seed >= 0:
+        return seed
+    drawn = [int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF]
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.broadcast_object_list(drawn, src=0)
+    logger.info("SEED %d < 0: chips are planned with the random seed %d", seed, drawn[0])
+    return drawn[0]
+
+
 def build_chip_sampler(cfg, records: list[dict]) -> ChipSampler:
-    """The ``ChipSampler`` of ``cfg.SNIPER`` over ``records``."""
+    """The ``ChipSampler`` of ``cfg.SNIPER`` over ``records``, seeded with ``cfg.SEED``
+    (negative: a random seed shared by all ranks, see ``resolve_seed``)."""
     s = cfg.SNIPER
     proposals = load_proposals(s.PROPOSALS_FILE, records) if s.PROPOSALS_FILE else None
     return ChipSampler(
@@ -132,7 +153,7 @@ def build_chip_sampler(cfg, records: list[dict]) -> ChipSampler:
         s.CHIP_STRIDE, jitter=s.STRIDE_JITTER, min_box_size=s.MIN_BOX_SIZE,
         proposals=proposals, neg_per_image=s.NEG_CHIPS_PER_IMAGE,
         neg_min_proposals=list(s.NEG_MIN_PROPOSALS),
-        flip=cfg.INPUT.RANDOM_FLIP == "horizontal", seed=max(int(cfg.SEED), 0))
+        flip=cfg.INPUT.RANDOM_FLIP == "horizontal", seed=resolve_seed(cfg.SEED))
 
 
 def pad_value(cfg) -> list[float]:
@@ -164,6 +185,7 @@ def build_train_loader(cfg, rank: int = 0, world_size: int = 1, *,
                            world_size, cfg.DATALOADER.NUM_WORKERS)
 
 
-def build_test_loader(cfg, dataset_name: str) -> list[dict]:
-    """The records of test dataset ``dataset_name``."""
+def build_test_records(dataset_name: str) -> list[dict]:
+    """The records (dicts, not a loader) of test dataset ``dataset_name``; inference engines
+    read and rescale the images themselves (``sniper.engine.evaluation``)."""
     return get_records([dataset_name])

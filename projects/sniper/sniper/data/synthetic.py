@@ -1,6 +1,6 @@
 """The built-in synthetic multi-scale digits dataset: splits, on-disk cache, registration.
 
-Every image is rendered deterministically from ``image_seed(split.seed, index)`` (see
+Every image is rendered deterministically from ``render_seed(split.seed, index)`` (see
 ``sniper.data.synthetic_render`` for what an image holds), so nothing needs to be shipped:
 ``build_split`` writes a split once as JPEGs plus a COCO instances json into a cache folder
 and ``register_synthetic_datasets`` makes every split available through ``DatasetCatalog``
@@ -38,9 +38,9 @@ __all__ = [
     "SyntheticSplit",
     "build_split",
     "default_cache_root",
-    "image_seed",
     "register_synthetic_datasets",
     "render_image",
+    "render_seed",
     "split_paths",
 ]
 
@@ -69,8 +69,11 @@ SYNTHETIC_SPLITS: dict[str, SyntheticSplit] = {
 }
 
 
-def image_seed(split_seed: int, index: int) -> int:
-    """Seed of image ``index`` (0-based) of a split with base seed ``split_seed``."""
+def render_seed(split_seed: int, index: int) -> int:
+    """Seed that ``render_image`` draws image ``index`` (0-based) of a split from.
+
+    Not to be confused with ``chipping.image_seed``, the per-image seed of the chip planner.
+    """
     state = np.random.SeedSequence([split_seed, index]).generate_state(1, dtype=np.uint32)
     return int(state[0])
 
@@ -115,7 +118,7 @@ def _write_image(
     index: int, split: SyntheticSplit, image_root: str
 ) -> tuple[int, np.ndarray, np.ndarray]:
     """Render image ``index`` and write it as JPEG (atomically); return its annotations."""
-    image, boxes, classes = render_image(image_seed(split.seed, index), split.canvas)
+    image, boxes, classes = render_image(render_seed(split.seed, index), split.canvas)
     ok, buf = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
     if not ok:
         raise RuntimeError(f"JPEG encoding failed for image {index} of {split.name}")

@@ -30,7 +30,6 @@ __all__ = [
     "all_gather",
     "create_ddp_model",
     "get_local_rank",
-    "get_local_size",
     "get_rank",
     "get_world_size",
     "is_main_process",
@@ -43,9 +42,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
 
-# Set in each spawned worker: rank within its machine and processes per machine.
+# Set in each spawned worker: its rank within its machine.
 _LOCAL_RANK = 0
-_LOCAL_SIZE = 1
 _GLOO_GROUP: Any = None
 
 
@@ -120,7 +118,7 @@ def _distributed_worker(
     timeout: timedelta,
 ) -> None:
     """Body of one spawned process: join the group, pick the GPU, run `main_func`."""
-    global _LOCAL_RANK, _LOCAL_SIZE
+    global _LOCAL_RANK
     has_gpu = torch.cuda.is_available()
     if has_gpu and num_gpus_per_machine > torch.cuda.device_count():
         raise RuntimeError(
@@ -128,7 +126,7 @@ def _distributed_worker(
             "CUDA devices are visible"
         )
     global_rank = machine_rank * num_gpus_per_machine + local_rank
-    _LOCAL_RANK, _LOCAL_SIZE = local_rank, num_gpus_per_machine
+    _LOCAL_RANK = local_rank
     if has_gpu:
         torch.cuda.set_device(local_rank)
     dist.init_process_group(
@@ -163,11 +161,6 @@ def get_rank() -> int:
 def get_local_rank() -> int:
     """Rank of this process within its machine (its GPU index)."""
     return _LOCAL_RANK if _initialized() else 0
-
-
-def get_local_size() -> int:
-    """Processes per machine."""
-    return _LOCAL_SIZE if _initialized() else 1
 
 
 def is_main_process() -> bool:

@@ -1,4 +1,4 @@
-"""SNIPER negative chip mining and training, the three stages (DESIGN.md section 4).
+"""SNIPER negative chip mining and training, the three stages (docs/design.md section 4).
 
 `projects/sniper/mine_negatives.py` is the command line (`argument_parser`, then
 `launch_negative_mining`); every process runs `run_negative_mining(args)`. Stages (the

@@ -1,4 +1,4 @@
-"""RPN proposals on whole training images for negative chip mining (DESIGN.md section 4).
+"""RPN proposals on whole training images for negative chip mining (docs/design.md section 4).
 
 ``extract_proposals`` runs a proposal network (``sniper.modeling.SniperRPN``: eval outputs are
 proposals with objectness ``scores``) on every image at every given scale. The resizing, the mapping

@@ -2,7 +2,7 @@
 
 `SniperTrainer(cfg)` builds the model, optimizer, LR scheduler and chip loader through the
 overridable classmethods `build_model`, `build_optimizer`, `build_lr_scheduler`,
-`build_train_loader` (and `build_test_loader` / `build_evaluator` for `test`), wraps the
+`build_train_loader` (and `build_test_records` / `build_evaluator` for `test`), wraps the
 model in DistributedDataParallel when the job has several processes, and `train()` runs
 SOLVER.MAX_ITER iterations of: next batch -> forward under autocast -> loss check ->
 backward (GradScaler for float16) -> optional gradient clipping -> SGD step -> LR step.
@@ -28,7 +28,7 @@ from fvcore.common.config import CfgNode
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from sniper.data.build import build_test_loader, build_train_loader
+from sniper.data.build import build_test_records, build_train_loader
 from sniper.inference import MultiScaleInference
 from sniper.modeling import build_model
 
@@ -137,9 +137,10 @@ class SniperTrainer:
         return build_train_loader(cfg, rank=get_rank(), world_size=get_world_size())
 
     @classmethod
-    def build_test_loader(cls, cfg: CfgNode, dataset_name: str) -> list[dict]:
-        """The records of `dataset_name` (`sniper.data.build.build_test_loader`)."""
-        return build_test_loader(cfg, dataset_name)
+    def build_test_records(cls, cfg: CfgNode, dataset_name: str) -> list[dict]:
+        """The records (dicts, not a loader) of `dataset_name` that `test` evaluates on
+        (`sniper.data.build.build_test_records`); override to filter or extend them."""
+        return build_test_records(dataset_name)
 
     @classmethod
     def build_evaluator(
@@ -167,7 +168,7 @@ class SniperTrainer:
         results: dict[str, dict[str, dict[str, float]]] = {}
         inference = cls.build_inference(cfg, model)
         for name in cfg.DATASETS.TEST:
-            records = cls.build_test_loader(cfg, name)
+            records = cls.build_test_records(cfg, name)
             evaluator = cls.build_evaluator(cfg, name)
             res = inference_on_dataset(inference, records, evaluator,
                                        input_format=cfg.INPUT.FORMAT)

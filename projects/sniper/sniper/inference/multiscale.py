@@ -1,4 +1,4 @@
-"""SNIPER multi-scale inference (docs/design.md, "SNIPER inference"): the whole image at every
+"""SNIPER multi-scale inference (docs/design.md sections 4, 6): the whole image at every
 test scale, tiled when a canvas is too large.
 
 This engine only chooses the network inputs: at each test scale, the whole canvas of every

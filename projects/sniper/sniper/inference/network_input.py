@@ -1,6 +1,6 @@
 """The record of one network input of an inference engine.
 
-Frames (docs/design.md, "Conventions"): *image* px of the original image; *canvas* px of the
+Frames (docs/design.md section 3): *image* px of the original image; *canvas* px of the
 image resized by a scale's factor ``f`` (``canvas = image * f``, size
 ``chipping.scaled_size``); *input* px of the window given to the network, whose top-left corner
 is canvas px ``(x1, y1)`` of ``canvas_box``. Hence ``input = image * f - (x1, y1)`` and

@@ -1,4 +1,4 @@
-"""The one test-time runner of the project (docs/design.md, "Inference").
+"""The one test-time runner of the project (docs/design.md section 6).
 
 Every inference engine (SNIPER multi-scale inference and tiling, the AutoFocus cascade) is an
 ``InferenceRunner`` that only chooses the network inputs of each scale (``NetworkInput``:

@@ -88,7 +88,15 @@ class NoResizeTransform(nn.Module):
         image_shapes: list[tuple[int, int]],
         original_image_sizes: list[tuple[int, int]],
     ) -> list[dict[str, Tensor]]:
-        """Identity: boxes are already in input-image pixels (kept for API compatibility)."""
+        """Identity: boxes are already in input-image pixels.
+
+        Not dead code: torchvision's `GeneralizedRCNN.forward` calls
+        `self.transform.postprocess(detections, image_sizes, original_image_sizes)`, so this
+        keeps `NoResizeTransform` a drop-in for `GeneralizedRCNNTransform` in torchvision's
+        own detectors. `SniperRCNN` overrides `forward` and never calls it. The two size
+        arguments are unused because nothing was resized.
+        """
+        del image_shapes, original_image_sizes  # part of torchvision's interface, see above
         return result
 
     def __repr__(self) -> str:

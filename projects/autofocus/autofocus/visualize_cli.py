@@ -1,8 +1,10 @@
-"""Draw AutoFocus on images: FocusPixel heat map, FocusChips per scale, detections.
+"""Command line: draw AutoFocus on images (FocusPixel heat map, FocusChips, detections).
+
+The drawing itself is `autofocus.visualization`; this module only parses flags and runs it.
 
 Usage::
 
-    python -m autofocus.visualize --config-file configs/autofocus/synthetic_mobilenet.yaml \\
+    python -m autofocus.visualize_cli --config-file configs/autofocus/synthetic_mobilenet.yaml \\
         MODEL.WEIGHTS output/model_final.pth --input synthetic_digits_val --num-images 8 \\
         --output viz/
 
@@ -32,12 +34,12 @@ from .visualization import draw_autofocus
 
 __all__ = ["main", "parse_args"]
 
-logger = logging.getLogger("sniper.autofocus.visualize")
+logger = logging.getLogger("sniper.autofocus.visualize_cli")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line arguments (module docstring); overrides land in `args.opts`."""
-    parser = argparse.ArgumentParser(prog="python -m autofocus.visualize", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m autofocus.visualize_cli", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", default="", metavar="FILE", help="YAML config")
     parser.add_argument("--input", action="append", required=True,
@@ -54,7 +56,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `python -m autofocus.visualize`; returns the exit status (0)."""
+    """Entry point of `python -m autofocus.visualize_cli`; returns the exit status (0)."""
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     args = parse_args(argv)

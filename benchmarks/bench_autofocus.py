@@ -58,9 +58,15 @@ class TimedEngine:
         return out
 
 
-def run_one(name: str, engine: Callable[..., list[dict[str, Any]]], dataset: str,
-            records: list[dict], input_format: str, full: np.ndarray,
-            **kwargs: Any) -> dict[str, Any]:
+def run_one(
+    name: str,
+    engine: Callable[..., list[dict[str, Any]]],
+    dataset: str,
+    records: list[dict],
+    input_format: str,
+    full: np.ndarray,
+    **kwargs: Any,
+) -> dict[str, Any]:
     """AP, pixels and speed of one engine on `records` of `dataset` (one warm-up image
     first); `full`: float `(S,)` full-pyramid pixels per scale summed over the records;
     `kwargs` go to every engine call."""
@@ -72,29 +78,39 @@ def run_one(name: str, engine: Callable[..., list[dict[str, Any]]], dataset: str
     n = len(records)
     per_scale = np.array([res["speed"].get(f"pixels_scale{k}", 0.0) for k in range(len(full))])
     row = {
-        "method": name, "thresholds": kwargs.get("thresholds"),
-        "AP": res["bbox"]["AP"], "AP50": res["bbox"]["AP50"], "APs": res["bbox"]["APs"],
+        "method": name,
+        "thresholds": kwargs.get("thresholds"),
+        "AP": res["bbox"]["AP"],
+        "AP50": res["bbox"]["AP50"],
+        "APs": res["bbox"]["APs"],
         "mpix_per_image": float(per_scale.sum()) / n / 1e6,
         "pixels_per_scale": (per_scale / n).tolist(),
         "pixel_fraction": float(per_scale.sum() / full.sum()),
         "finest_fraction": float(per_scale[-1] / full[-1]),
         "images_per_s": n / timed.seconds if timed.seconds > 0 else 0.0,
     }
-    print(f"  {name}: AP {row['AP']:.1f}, {row['pixel_fraction']:.3f} of the pixels, "
-          f"{row['images_per_s']:.2f} images/s", flush=True)
+    print(
+        f"  {name}: AP {row['AP']:.1f}, {row['pixel_fraction']:.3f} of the pixels, "
+        f"{row['images_per_s']:.2f} images/s",
+        flush=True,
+    )
     return row
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     base = rows[0]["images_per_s"]
-    head = (f"{'method':<26}{'AP':>6}{'AP50':>6}{'APs':>6}{'MP/img':>8}{'px frac':>9}"
-            f"{'finest':>8}{'img/s':>8}{'speed-up':>9}")
+    head = (
+        f"{'method':<26}{'AP':>6}{'AP50':>6}{'APs':>6}{'MP/img':>8}{'px frac':>9}"
+        f"{'finest':>8}{'img/s':>8}{'speed-up':>9}"
+    )
     print("\n" + head + "\n" + "-" * len(head))
     for r in rows:
         up = r["images_per_s"] / base if base > 0 else float("nan")
-        print(f"{r['method']:<26}{r['AP']:>6.1f}{r['AP50']:>6.1f}{r['APs']:>6.1f}"
-              f"{r['mpix_per_image']:>8.3f}{r['pixel_fraction']:>9.3f}"
-              f"{r['finest_fraction']:>8.3f}{r['images_per_s']:>8.2f}{up:>8.2f}x")
+        print(
+            f"{r['method']:<26}{r['AP']:>6.1f}{r['AP50']:>6.1f}{r['APs']:>6.1f}"
+            f"{r['mpix_per_image']:>8.3f}{r['pixel_fraction']:>9.3f}"
+            f"{r['finest_fraction']:>8.3f}{r['images_per_s']:>8.2f}{up:>8.2f}x"
+        )
 
 
 def plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
@@ -106,21 +122,39 @@ def plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     full, cascades = rows[0], rows[1:]
-    for ax, key, label in ((axes[0], "pixel_fraction", "fraction of full-pyramid pixels"),
-                           (axes[1], "images_per_s", "images / s")):
+    for ax, key, label in (
+        (axes[0], "pixel_fraction", "fraction of full-pyramid pixels"),
+        (axes[1], "images_per_s", "images / s"),
+    ):
         # The sweep (one threshold for every transition) is a curve; the config's own
         # per-transition thresholds are a separate point.
         sweep = sorted((r for r in cascades if "[" not in r["method"]), key=lambda r: r[key])
-        ax.plot([r[key] for r in sweep], [r["AP"] for r in sweep], "o-", color="tab:blue",
-                label="AutoFocus, one threshold t")
+        ax.plot(
+            [r[key] for r in sweep],
+            [r["AP"] for r in sweep],
+            "o-",
+            color="tab:blue",
+            label="AutoFocus, one threshold t",
+        )
         configured = [r for r in cascades if "[" in r["method"]]
-        ax.plot([r[key] for r in configured], [r["AP"] for r in configured], "D",
-                color="tab:green", label="AutoFocus, config thresholds")
+        ax.plot(
+            [r[key] for r in configured],
+            [r["AP"] for r in configured],
+            "D",
+            color="tab:green",
+            label="AutoFocus, config thresholds",
+        )
         for r in cascades:
-            ax.annotate(r["method"].replace("AutoFocus ", ""), (r[key], r["AP"]), fontsize=7,
-                        textcoords="offset points", xytext=(3, 3))
-        ax.plot([full[key]], [full["AP"]], "*", color="tab:red", markersize=13,
-                label="full multi-scale")
+            ax.annotate(
+                r["method"].replace("AutoFocus ", ""),
+                (r[key], r["AP"]),
+                fontsize=7,
+                textcoords="offset points",
+                xytext=(3, 3),
+            )
+        ax.plot(
+            [full[key]], [full["AP"]], "*", color="tab:red", markersize=13, label="full multi-scale"
+        )
         ax.set_xlabel(label)
         ax.set_ylabel("COCO AP (%)")
         ax.grid(alpha=0.3)
@@ -152,30 +186,66 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         load_model_weights(model, cfg.MODEL.WEIGHTS)
     else:
         print("warning: MODEL.WEIGHTS is empty, benchmarking a random model")
-    records = get_records([dataset])[:args.num_images]
+    records = get_records([dataset])[: args.num_images]
     params = cascade_params_from_cfg(cfg)
-    full = np.sum([full_pyramid_pixels((int(r["height"]), int(r["width"])), params.scales)
-                   for r in records], axis=0).astype(np.float64)
-    print(f"{dataset}: {len(records)} images; scales {list(params.scales)}; "
-          f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch "
-          f"threads, device {cfg.MODEL.DEVICE}", flush=True)
-    multi = MultiScaleInference.from_config(cfg, model, scales=list(params.scales),
-                                            valid_ranges=[list(r) for r in params.valid_ranges])
+    full = np.sum(
+        [full_pyramid_pixels((int(r["height"]), int(r["width"])), params.scales) for r in records],
+        axis=0,
+    ).astype(np.float64)
+    print(
+        f"{dataset}: {len(records)} images; scales {list(params.scales)}; "
+        f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch "
+        f"threads, device {cfg.MODEL.DEVICE}",
+        flush=True,
+    )
+    multi = MultiScaleInference.from_config(
+        cfg, model, scales=list(params.scales), valid_ranges=[list(r) for r in params.valid_ranges]
+    )
     cascade = AutoFocusCascade.from_config(cfg, model)
     rows = [run_one("full multi-scale", multi, dataset, records, fmt, full)]
-    rows.append(run_one(f"AutoFocus t={list(params.thresholds)}", cascade, dataset, records,
-                        fmt, full, thresholds=params.thresholds))
+    rows.append(
+        run_one(
+            f"AutoFocus t={list(params.thresholds)}",
+            cascade,
+            dataset,
+            records,
+            fmt,
+            full,
+            thresholds=params.thresholds,
+        )
+    )
     for t in args.thresholds:
-        rows.append(run_one(f"AutoFocus t={t:g}", cascade, dataset, records, fmt, full,
-                            thresholds=params.with_threshold(t).thresholds))
+        rows.append(
+            run_one(
+                f"AutoFocus t={t:g}",
+                cascade,
+                dataset,
+                records,
+                fmt,
+                full,
+                thresholds=params.with_threshold(t).thresholds,
+            )
+        )
     print_table(rows)
     os.makedirs(args.output, exist_ok=True)
     with open(os.path.join(args.output, "bench_autofocus.json"), "w", encoding="utf-8") as f:
-        json.dump({"dataset": dataset, "images": len(records),
-                   "weights": cfg.MODEL.WEIGHTS, "rows": rows}, f, indent=1)
+        json.dump(
+            {
+                "dataset": dataset,
+                "images": len(records),
+                "weights": cfg.MODEL.WEIGHTS,
+                "rows": rows,
+            },
+            f,
+            indent=1,
+        )
     png = os.path.join(args.output, "bench_autofocus.png")
-    plot(rows, png, f"{dataset}, {len(records)} images, "
-                    f"{os.path.basename(cfg.MODEL.WEIGHTS) or 'random weights'}")
+    plot(
+        rows,
+        png,
+        f"{dataset}, {len(records)} images, "
+        f"{os.path.basename(cfg.MODEL.WEIGHTS) or 'random weights'}",
+    )
     print(f"\nwrote {png} and bench_autofocus.json")
     return rows
 

@@ -31,17 +31,18 @@ def main() -> None:
     batches = sampler.epoch_batches(0, args.batch)
     plan_s = time.perf_counter() - t
     chips = sum(len(b) for b in batches)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.dataset}: "
-          f"{len(records)} images -> {chips} chips/epoch ({chips / len(records):.2f}/image), "
-          f"planning {plan_s * 1e3:.1f} ms/epoch ({plan_s / len(records) * 1e6:.0f} us/image)")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.dataset}: "
+        f"{len(records)} images -> {chips} chips/epoch ({chips / len(records):.2f}/image), "
+        f"planning {plan_s * 1e3:.1f} ms/epoch ({plan_s / len(records) * 1e6:.0f} us/image)"
+    )
     mapper = build_chip_mapper(cfg)
     for batch in batches:  # warm-up: file cache and OpenCV, so every setting starts equal
         mapper(batch)
     print(f"\n{'workers':>8}{'chips/s':>10}{'images/s':>10}{'epoch s':>9}{'planning share':>16}")
     base = None
     for workers in args.workers:
-        loader = TrainChipLoader(sampler, build_chip_mapper(cfg), args.batch,
-                                 num_workers=workers)
+        loader = TrainChipLoader(sampler, build_chip_mapper(cfg), args.batch, num_workers=workers)
         t = time.perf_counter()
         n = 0
         while loader.epoch == 0:
@@ -50,8 +51,10 @@ def main() -> None:
                 break
         dt = time.perf_counter() - t
         base = base or n / dt
-        print(f"{workers:>8}{n / dt:>10.1f}{len(records) / dt:>10.1f}{dt:>9.2f}"
-              f"{plan_s / dt:>15.1%}   ({n / dt / base:.2f}x vs 0 workers)")
+        print(
+            f"{workers:>8}{n / dt:>10.1f}{len(records) / dt:>10.1f}{dt:>9.2f}"
+            f"{plan_s / dt:>15.1%}   ({n / dt / base:.2f}x vs 0 workers)"
+        )
 
 
 if __name__ == "__main__":

@@ -35,14 +35,24 @@ def contenders(cfg, model, args) -> dict[str, MultiScaleInference]:
     one = scales[args.one_scale if args.one_scale >= 0 else len(scales) // 2]
     factor_rows = [i for i, r in enumerate(rows) if r[0] == 0]
     finest = scales[max(factor_rows, key=lambda i: rows[i, 1])] if factor_rows else scales[0]
-    common = dict(input_format=cfg.INPUT.FORMAT, top_k=cfg.SNIPER.DETECTIONS_PER_IMAGE,
-                  tile_nms_iou=cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST)
+    common = dict(
+        input_format=cfg.INPUT.FORMAT,
+        top_k=cfg.SNIPER.DETECTIONS_PER_IMAGE,
+        tile_nms_iou=cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST,
+    )
     return {
         f"one scale ({one})": MultiScaleInference(model, [one], OPEN, merge="nms", **common),
         f"SNIPER {len(scales)} scales": MultiScaleInference.from_config(cfg, model),
         f"tiling at {finest} ({args.tile}px, overlap {args.overlap})": MultiScaleInference(
-            model, [finest], OPEN, merge="nms", max_pixels=args.tile ** 2,
-            tile_size=args.tile, tile_overlap=args.overlap, **common),
+            model,
+            [finest],
+            OPEN,
+            merge="nms",
+            max_pixels=args.tile**2,
+            tile_size=args.tile,
+            tile_overlap=args.overlap,
+            **common,
+        ),
     }
 
 
@@ -62,22 +72,29 @@ def main() -> None:
     records = build_test_records(name)[: args.num_images]
     model = build_model(cfg).to(cfg.MODEL.DEVICE).eval()
     Checkpointer(model).load(cfg.MODEL.WEIGHTS)
-    print(f"{name}: {len(records)} images; {platform.machine()}, {os.cpu_count()} cores, "
-          f"{torch.get_num_threads()} torch threads, device {cfg.MODEL.DEVICE}")
-    print(f"\n{'inference':<40}{'AP':>6}{'AP50':>6}{'APs':>6}{'MP/img':>8}{'img/s':>7}"
-          f"{'pixels vs SNIPER':>18}")
+    print(
+        f"{name}: {len(records)} images; {platform.machine()}, {os.cpu_count()} cores, "
+        f"{torch.get_num_threads()} torch threads, device {cfg.MODEL.DEVICE}"
+    )
+    print(
+        f"\n{'inference':<40}{'AP':>6}{'AP50':>6}{'APs':>6}{'MP/img':>8}{'img/s':>7}"
+        f"{'pixels vs SNIPER':>18}"
+    )
     results = {}
     for label, engine in contenders(cfg, model, args).items():
         out = os.path.join(args.output, label.split(" (")[0].replace(" ", "_"))
-        res = inference_on_dataset(engine, records, COCOEvaluator(name, out),
-                                   input_format=cfg.INPUT.FORMAT)
+        res = inference_on_dataset(
+            engine, records, COCOEvaluator(name, out), input_format=cfg.INPUT.FORMAT
+        )
         results[label] = res
     ref = next(r for k, r in results.items() if k.startswith("SNIPER"))["speed"]
     for label, res in results.items():
         b, sp = res["bbox"], res["speed"]
-        print(f"{label:<40}{b['AP']:>6.1f}{b['AP50']:>6.1f}{b['APs']:>6.1f}"
-              f"{sp['pixels_per_image'] / 1e6:>8.2f}{sp['images_per_s']:>7.2f}"
-              f"{sp['input_pixels'] / ref['input_pixels']:>17.2f}x")
+        print(
+            f"{label:<40}{b['AP']:>6.1f}{b['AP50']:>6.1f}{b['APs']:>6.1f}"
+            f"{sp['pixels_per_image'] / 1e6:>8.2f}{sp['images_per_s']:>7.2f}"
+            f"{sp['input_pixels'] / ref['input_pixels']:>17.2f}x"
+        )
 
 
 if __name__ == "__main__":

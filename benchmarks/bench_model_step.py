@@ -24,11 +24,16 @@ from sniper.config import add_sniper_config, get_cfg
 from sniper.modeling import build_model
 
 SLIM = [
-    "MODEL.FPN.OUT_CHANNELS", "64",
-    "MODEL.ROI_BOX_HEAD.FC_DIM", "256",
-    "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "1000",
-    "MODEL.RPN.POST_NMS_TOPK_TRAIN", "500",
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "128",
+    "MODEL.FPN.OUT_CHANNELS",
+    "64",
+    "MODEL.ROI_BOX_HEAD.FC_DIM",
+    "256",
+    "MODEL.RPN.PRE_NMS_TOPK_TRAIN",
+    "1000",
+    "MODEL.RPN.POST_NMS_TOPK_TRAIN",
+    "500",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+    "128",
 ]
 DEFAULT_HEADS: list[str] = []
 
@@ -47,9 +52,11 @@ def tune_glibc_malloc() -> bool:
     if not hasattr(libc, "mallopt"):
         return False
     m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
-    return bool(libc.mallopt(m_mmap_threshold, 1 << 30)
-                and libc.mallopt(m_trim_threshold, (1 << 31) - 1)
-                and libc.mallopt(m_top_pad, 1 << 28))
+    return bool(
+        libc.mallopt(m_mmap_threshold, 1 << 30)
+        and libc.mallopt(m_trim_threshold, (1 << 31) - 1)
+        and libc.mallopt(m_top_pad, 1 << 28)
+    )
 
 
 def make_batch(
@@ -62,12 +69,14 @@ def make_batch(
         xy = torch.rand(10, 2, generator=gen) * (size - 160)
         wh = 8 + torch.rand(10, 2, generator=gen) * 150
         boxes = torch.cat([xy, xy + wh], dim=1)
-        targets.append({
-            "boxes": boxes[:8],
-            "labels": torch.randint(1, 4, (8,), generator=gen),
-            "ignore_boxes": boxes[8:],
-            "valid_range": torch.tensor([0.0, float("inf")]),
-        })
+        targets.append(
+            {
+                "boxes": boxes[:8],
+                "labels": torch.randint(1, 4, (8,), generator=gen),
+                "ignore_boxes": boxes[8:],
+                "valid_range": torch.tensor([0.0, float("inf")]),
+            }
+        )
     return images, targets
 
 
@@ -76,10 +85,17 @@ def time_step(opts: list[str], args: argparse.Namespace) -> tuple[float, float]:
     iteration. Medians because the first steps fault memory in and a shared machine stalls
     single steps; CPU seconds are less sensitive to other load than wall seconds."""
     cfg = add_sniper_config(get_cfg())
-    cfg.merge_from_list([
-        "MODEL.BACKBONE.NAME", "mobilenet_v2_fpn", "MODEL.BACKBONE.NORM", args.norm,
-        "MODEL.NUM_CLASSES", "3", *opts,
-    ])
+    cfg.merge_from_list(
+        [
+            "MODEL.BACKBONE.NAME",
+            "mobilenet_v2_fpn",
+            "MODEL.BACKBONE.NORM",
+            args.norm,
+            "MODEL.NUM_CLASSES",
+            "3",
+            *opts,
+        ]
+    )
     torch.manual_seed(0)
     model = build_model(cfg)
     model.train()
@@ -108,15 +124,20 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations first")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--norm", default="BN", help="MODEL.BACKBONE.NORM")
-    parser.add_argument("--tune-malloc", action="store_true",
-                        help="glibc mallopt: no mmap/trim for large blocks (see tune_glibc_malloc)")
+    parser.add_argument(
+        "--tune-malloc",
+        action="store_true",
+        help="glibc mallopt: no mmap/trim for large blocks (see tune_glibc_malloc)",
+    )
     args = parser.parse_args()
     tuned = tune_glibc_malloc() if args.tune_malloc else False
     torch.set_num_threads(args.threads)
     slim = time_step(SLIM, args)
     default = time_step(DEFAULT_HEADS, args)
-    print(f"batch: {args.chips} chips of {args.size}x{args.size}, {args.threads} threads, "
-          f"norm {args.norm}, mobilenet_v2_fpn, malloc tuned: {tuned}")
+    print(
+        f"batch: {args.chips} chips of {args.size}x{args.size}, {args.threads} threads, "
+        f"norm {args.norm}, mobilenet_v2_fpn, malloc tuned: {tuned}"
+    )
     print(f"{'model':<16}{'wall s/iter':>12}{'CPU s/iter':>12}")
     print(f"{'slim heads':<16}{slim[0]:>12.3f}{slim[1]:>12.3f}")
     print(f"{'default heads':<16}{default[0]:>12.3f}{default[1]:>12.3f}")

@@ -59,7 +59,7 @@ def coverage(plan, boxes, splits, sizes) -> tuple[float, float]:
     ranges = parse_ranges(RANGES, len(SCALES))
     covered = coverable = total = 0
     for i in range(len(sizes)):
-        b = boxes[splits[i]:splits[i + 1]].astype(np.float64)
+        b = boxes[splits[i] : splits[i + 1]].astype(np.float64)
         size = np.sqrt((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))
         for s, scale in enumerate(SCALES):
             valid = (size >= ranges[s, 0]) & (size < ranges[s, 1])
@@ -67,8 +67,12 @@ def coverage(plan, boxes, splits, sizes) -> tuple[float, float]:
             cw, ch = scaled_length(int(sizes[i, 1]), f), scaled_length(int(sizes[i, 0]), f)
             bs = np.minimum(b[valid] * f, [cw, ch, cw, ch])  # canvas px, clamped as planned
             c = plan.chips_scaled[(plan.image_index == i) & (plan.scale_index == s)]
-            inside = ((c[:, None, 0] <= bs[None, :, 0]) & (bs[None, :, 2] <= c[:, None, 2])
-                      & (c[:, None, 1] <= bs[None, :, 1]) & (bs[None, :, 3] <= c[:, None, 3]))
+            inside = (
+                (c[:, None, 0] <= bs[None, :, 0])
+                & (bs[None, :, 2] <= c[:, None, 2])
+                & (c[:, None, 1] <= bs[None, :, 1])
+                & (bs[None, :, 3] <= c[:, None, 3])
+            )
             covered += int(inside.any(axis=0).sum())
             total += int(valid.sum())
             xs, ys = grid_positions(cw, 512, 32, 0), grid_positions(ch, 512, 32, 0)
@@ -87,22 +91,43 @@ def main() -> None:
     boxes, splits, sizes = coco_like(args.images)
     n = len(sizes)
     kw = dict(box_splits=splits)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"{n} COCO-like images, {len(boxes)} boxes ({len(boxes) / n:.1f}/image)")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"{n} COCO-like images, {len(boxes)} boxes ({len(boxes) / n:.1f}/image)"
+    )
 
-    t1, plan = timed(lambda: planner.plan_positive_chips_batch(
-        boxes, sizes, SCALES, RANGES, 512, 32, num_threads=1, **kw))
-    tall, plan_all = timed(lambda: planner.plan_positive_chips_batch(
-        boxes, sizes, SCALES, RANGES, 512, 32, num_threads=0, **kw))
+    t1, plan = timed(
+        lambda: planner.plan_positive_chips_batch(
+            boxes, sizes, SCALES, RANGES, 512, 32, num_threads=1, **kw
+        )
+    )
+    tall, plan_all = timed(
+        lambda: planner.plan_positive_chips_batch(
+            boxes, sizes, SCALES, RANGES, 512, 32, num_threads=0, **kw
+        )
+    )
     assert np.array_equal(plan.chips_scaled, plan_all.chips_scaled)
     m = args.reference_images
-    ref_boxes = boxes[:splits[m]]
-    tref, ref = timed(lambda: planner.plan_positive_chips_batch(
-        ref_boxes, sizes[:m], SCALES, RANGES, 512, 32, box_splits=splits[:m + 1],
-        backend="reference"), repeat=1)
+    ref_boxes = boxes[: splits[m]]
+    tref, ref = timed(
+        lambda: planner.plan_positive_chips_batch(
+            ref_boxes,
+            sizes[:m],
+            SCALES,
+            RANGES,
+            512,
+            32,
+            box_splits=splits[: m + 1],
+            backend="reference",
+        ),
+        repeat=1,
+    )
     same = np.array_equal(ref.chips_scaled, plan.chips_scaled[plan.image_index < m])
-    tj, _ = timed(lambda: planner.plan_positive_chips_batch(
-        boxes, sizes, SCALES, RANGES, 512, 32, num_threads=0, jitter=True, **kw))
+    tj, _ = timed(
+        lambda: planner.plan_positive_chips_batch(
+            boxes, sizes, SCALES, RANGES, 512, 32, num_threads=0, jitter=True, **kw
+        )
+    )
 
     us1, usall, usref = (t / k * 1e6 for t, k in ((t1, n), (tall, n), (tref, m)))
     print(f"\n{'planner':<34}{'us/image':>10}{'vs reference':>14}")
@@ -114,21 +139,31 @@ def main() -> None:
     print("(the original SNIPER C++ generator: ~320 us/image on this machine, from the issue)")
 
     per_scale = np.bincount(plan.scale_index, minlength=len(SCALES)) / n
-    print("\nmean chips per image per scale: "
-          + ", ".join(f"{s!s}: {c:.2f}" for s, c in zip(SCALES, per_scale, strict=True))
-          + f"  (total {len(plan) / n:.2f})")
+    print(
+        "\nmean chips per image per scale: "
+        + ", ".join(f"{s!s}: {c:.2f}" for s, c in zip(SCALES, per_scale, strict=True))
+        + f"  (total {len(plan) / n:.2f})"
+    )
     k = min(n, 2000)
     sub = plan.select(plan.image_index < k)
-    fits, covered = coverage(sub, boxes, splits[:k + 1], sizes[:k])
-    print(f"valid (box, scale) pairs that fit some candidate chip (first {k} images): "
-          f"{fits:.4f}; of those, fully inside a chosen chip: {covered:.4f}")
+    fits, covered = coverage(sub, boxes, splits[: k + 1], sizes[:k])
+    print(
+        f"valid (box, scale) pairs that fit some candidate chip (first {k} images): "
+        f"{fits:.4f}; of those, fully inside a chosen chip: {covered:.4f}"
+    )
 
     full_boxes, full_splits, full_sizes = coco_like(COCO_TRAIN_IMAGES, seed=1)
-    tcoco, _ = timed(lambda: planner.plan_positive_chips_batch(
-        full_boxes, full_sizes, SCALES, RANGES, 512, 32, box_splits=full_splits), repeat=2)
-    print(f"\nall of COCO train ({COCO_TRAIN_IMAGES} images, planned in one call, all threads): "
-          f"{tcoco:.2f} s measured (projected from the run above: "
-          f"{usall * COCO_TRAIN_IMAGES / 1e6:.2f} s)")
+    tcoco, _ = timed(
+        lambda: planner.plan_positive_chips_batch(
+            full_boxes, full_sizes, SCALES, RANGES, 512, 32, box_splits=full_splits
+        ),
+        repeat=2,
+    )
+    print(
+        f"\nall of COCO train ({COCO_TRAIN_IMAGES} images, planned in one call, all threads): "
+        f"{tcoco:.2f} s measured (projected from the run above: "
+        f"{usall * COCO_TRAIN_IMAGES / 1e6:.2f} s)"
+    )
 
 
 if __name__ == "__main__":

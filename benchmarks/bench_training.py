@@ -33,20 +33,25 @@ def pixel_ratio(cfg) -> None:
     n = len(records)
     sizes = np.array([(r["height"], r["width"]) for r in records])
     factors = factors_for_sizes(parse_scales(list(cfg.SNIPER.TRAIN_SCALES)), sizes)
-    whole = sum(int(np.prod(scaled_size(tuple(hw), f))) for hw, row in zip(sizes, factors,
-                                                                       strict=True)
-                for f in row)
-    k2 = cfg.SNIPER.CHIP_SIZE ** 2
+    whole = sum(
+        int(np.prod(scaled_size(tuple(hw), f)))
+        for hw, row in zip(sizes, factors, strict=True)
+        for f in row
+    )
+    k2 = cfg.SNIPER.CHIP_SIZE**2
     pos = len(plan) * k2
     neg = n * cfg.SNIPER.NEG_CHIPS_PER_IMAGE * k2
     per_scale = np.bincount(plan.scale_index, minlength=len(factors[0])) / n
-    print(f"{cfg.DATASETS.TRAIN}: {n} images; chips per image per scale "
-          f"{np.round(per_scale, 2).tolist()} ({len(plan) / n:.2f} in all)")
+    print(
+        f"{cfg.DATASETS.TRAIN}: {n} images; chips per image per scale "
+        f"{np.round(per_scale, 2).tolist()} ({len(plan) / n:.2f} in all)"
+    )
     print(f"{'training input':<46}{'MP/image':>9}{'MP/epoch':>10}{'vs whole':>10}")
-    for name, px in (("whole images at the same scales", whole),
-                     ("SNIPER positive chips", pos),
-                     (f"SNIPER + {cfg.SNIPER.NEG_CHIPS_PER_IMAGE} negative chips/image (max)",
-                      pos + neg)):
+    for name, px in (
+        ("whole images at the same scales", whole),
+        ("SNIPER positive chips", pos),
+        (f"SNIPER + {cfg.SNIPER.NEG_CHIPS_PER_IMAGE} negative chips/image (max)", pos + neg),
+    ):
         print(f"{name:<46}{px / n / 1e6:>9.3f}{px / 1e6:>10.1f}{whole / px:>9.2f}x")
 
 
@@ -69,10 +74,12 @@ def throughput(cfg, iters: int) -> None:
             times.append((time.perf_counter() - t, len(batch)))
     sec = sum(t for t, _ in times)
     chips = sum(c for _, c in times)
-    print(f"\ntraining throughput ({platform.machine()}, {os.cpu_count()} cores, "
-          f"{torch.get_num_threads()} torch threads, {cfg.MODEL.DEVICE}): "
-          f"{sec / len(times):.2f} s/iter of {cfg.SOLVER.IMS_PER_BATCH} chips, "
-          f"{chips / sec:.2f} chips/s, {chips / sec / chips_per_image:.2f} images/s")
+    print(
+        f"\ntraining throughput ({platform.machine()}, {os.cpu_count()} cores, "
+        f"{torch.get_num_threads()} torch threads, {cfg.MODEL.DEVICE}): "
+        f"{sec / len(times):.2f} s/iter of {cfg.SOLVER.IMS_PER_BATCH} chips, "
+        f"{chips / sec:.2f} chips/s, {chips / sec / chips_per_image:.2f} images/s"
+    )
 
 
 def main() -> None:

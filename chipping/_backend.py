@@ -28,7 +28,8 @@ def check_abi(module: ModuleType) -> ModuleType:
         raise ImportError(
             f"the compiled chipping._planner is stale (built from version "
             f"{'none' if built is None else built}, sources are {ABI_VERSION}): rebuild with "
-            f"pip install -e .")
+            f"pip install -e ."
+        )
     return module
 
 

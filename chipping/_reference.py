@@ -51,8 +51,16 @@ def _tie_key(perm_seed: int, c: int) -> int:
     return mix64((perm_seed + (c + 1) * GOLDEN) & MASK64)
 
 
-def greedy_cover(xs: list[int], ys: list[int], cw: int, ch: int, boxes: np.ndarray,
-                 jitter: bool, perm_seed: int, keep_above: int) -> list[tuple[int, ...]]:
+def greedy_cover(
+    xs: list[int],
+    ys: list[int],
+    cw: int,
+    ch: int,
+    boxes: np.ndarray,
+    jitter: bool,
+    perm_seed: int,
+    keep_above: int,
+) -> list[tuple[int, ...]]:
     """Greedy cover of ``boxes`` (float64 (B, 4), canvas px) by the grid of chips.
 
     Returns (x1, y1, x2, y2, count) per picked chip, in pick order.
@@ -60,8 +68,12 @@ def greedy_cover(xs: list[int], ys: list[int], cw: int, ch: int, boxes: np.ndarr
     # Candidates in row-major order: index c = iy * len(xs) + ix.
     cx = np.array([x for _ in ys for x in xs], dtype=np.float64)
     cy = np.array([y for y in ys for _ in xs], dtype=np.float64)
-    contains = ((cx[:, None] <= boxes[None, :, 0]) & (boxes[None, :, 2] <= cx[:, None] + cw)
-                & (cy[:, None] <= boxes[None, :, 1]) & (boxes[None, :, 3] <= cy[:, None] + ch))
+    contains = (
+        (cx[:, None] <= boxes[None, :, 0])
+        & (boxes[None, :, 2] <= cx[:, None] + cw)
+        & (cy[:, None] <= boxes[None, :, 1])
+        & (boxes[None, :, 3] <= cy[:, None] + ch)
+    )
     contains = contains[:, contains.any(axis=0)]  # only boxes some chip can cover
     uncovered = np.ones(contains.shape[1], dtype=bool)
     picked = []
@@ -74,8 +86,9 @@ def greedy_cover(xs: list[int], ys: list[int], cw: int, ch: int, boxes: np.ndarr
         best = int(ties[0])
         if jitter:
             best = min(ties.tolist(), key=lambda c: (_tie_key(perm_seed, c), c))
-        picked.append((int(cx[best]), int(cy[best]), int(cx[best]) + cw, int(cy[best]) + ch,
-                       best_count))
+        picked.append(
+            (int(cx[best]), int(cy[best]), int(cx[best]) + cw, int(cy[best]) + ch, best_count)
+        )
         uncovered &= ~contains[best]
     return picked
 
@@ -99,23 +112,40 @@ def _valid_on_canvas(boxes, lo, hi, factor, canvas_w, canvas_h) -> np.ndarray:
     return np.minimum(b, [canvas_w, canvas_h, canvas_w, canvas_h])
 
 
-def _plan_image(boxes, height, width, scales, ranges, chip_size, stride, jitter, seed,
-                keep_above, positives=None):
+def _plan_image(
+    boxes,
+    height,
+    width,
+    scales,
+    ranges,
+    chip_size,
+    stride,
+    jitter,
+    seed,
+    keep_above,
+    positives=None,
+):
     rng = SplitMix64(seed)
     out = []
     for s, row in enumerate(scales):
         factor, cw_canvas, ch_canvas, xs, ys, perm_seed = _scale_setup(
-            row, height, width, chip_size, stride, jitter, rng)
+            row, height, width, chip_size, stride, jitter, rng
+        )
         b = _valid_on_canvas(boxes, ranges[s, 0], ranges[s, 1], factor, cw_canvas, ch_canvas)
         if positives is not None:  # negative planning: drop proposals inside positive chips
             scale_idx, chips = positives
             q = chips[scale_idx == s].astype(np.float64)
-            inside = ((q[:, None, 0] <= b[None, :, 0]) & (b[None, :, 2] <= q[:, None, 2])
-                      & (q[:, None, 1] <= b[None, :, 1]) & (b[None, :, 3] <= q[:, None, 3]))
+            inside = (
+                (q[:, None, 0] <= b[None, :, 0])
+                & (b[None, :, 2] <= q[:, None, 2])
+                & (q[:, None, 1] <= b[None, :, 1])
+                & (b[None, :, 3] <= q[:, None, 3])
+            )
             b = b[~inside.any(axis=0)]
         cw, ch = min(chip_size, cw_canvas), min(chip_size, ch_canvas)
-        for x1, y1, x2, y2, count in greedy_cover(xs, ys, cw, ch, b, jitter, perm_seed,
-                                                  int(keep_above[s])):
+        for x1, y1, x2, y2, count in greedy_cover(
+            xs, ys, cw, ch, b, jitter, perm_seed, int(keep_above[s])
+        ):
             out.append((s, factor, x1, y1, x2, y2, count))
     return out
 
@@ -130,36 +160,81 @@ def _chips_dict(rows: list[tuple]) -> dict:
     }
 
 
-def plan_positive_batch(boxes, box_splits, image_sizes, scales, ranges, chip_size, stride,
-                        jitter, seeds, num_threads):
+def plan_positive_batch(
+    boxes, box_splits, image_sizes, scales, ranges, chip_size, stride, jitter, seeds, num_threads
+):
     """Twin of ``_planner.plan_positive_batch``."""
     rows = []
     keep_above = np.zeros(len(scales), dtype=np.int64)
     for i, (height, width) in enumerate(image_sizes):
-        b = boxes[box_splits[i]:box_splits[i + 1]]
-        for chip in _plan_image(b, int(height), int(width), scales, ranges, chip_size, stride,
-                                jitter, int(seeds[i]), keep_above):
+        b = boxes[box_splits[i] : box_splits[i + 1]]
+        for chip in _plan_image(
+            b,
+            int(height),
+            int(width),
+            scales,
+            ranges,
+            chip_size,
+            stride,
+            jitter,
+            int(seeds[i]),
+            keep_above,
+        ):
             rows.append((i, *chip))
     return _chips_dict(rows)
 
 
-def plan_negative_batch(proposals, proposal_splits, positive_scale_index, positive_chips,
-                        positive_splits, image_sizes, scales, ranges, min_proposals, chip_size,
-                        stride, jitter, seeds, num_threads):
+def plan_negative_batch(
+    proposals,
+    proposal_splits,
+    positive_scale_index,
+    positive_chips,
+    positive_splits,
+    image_sizes,
+    scales,
+    ranges,
+    min_proposals,
+    chip_size,
+    stride,
+    jitter,
+    seeds,
+    num_threads,
+):
     """Twin of ``_planner.plan_negative_batch``."""
     rows = []
     for i, (height, width) in enumerate(image_sizes):
-        p = proposals[proposal_splits[i]:proposal_splits[i + 1]]
+        p = proposals[proposal_splits[i] : proposal_splits[i + 1]]
         a, b = positive_splits[i], positive_splits[i + 1]
         positives = (positive_scale_index[a:b], positive_chips[a:b])
-        for chip in _plan_image(p, int(height), int(width), scales, ranges, chip_size, stride,
-                                jitter, int(seeds[i]), min_proposals, positives):
+        for chip in _plan_image(
+            p,
+            int(height),
+            int(width),
+            scales,
+            ranges,
+            chip_size,
+            stride,
+            jitter,
+            int(seeds[i]),
+            min_proposals,
+            positives,
+        ):
             rows.append((i, *chip))
     return _chips_dict(rows)
 
 
-def assign_boxes_batch(chip_image_index, chips_scaled, factors, chip_ranges, boxes, box_splits,
-                       crowd, min_inside, min_box_size, num_threads):
+def assign_boxes_batch(
+    chip_image_index,
+    chips_scaled,
+    factors,
+    chip_ranges,
+    boxes,
+    box_splits,
+    crowd,
+    min_inside,
+    min_box_size,
+    num_threads,
+):
     """Twin of ``_planner.assign_boxes_batch``."""
     valid_counts, ignore_counts = [], []
     valid_index, valid_boxes, ignore_index, ignore_boxes = [], [], [], []
@@ -181,8 +256,10 @@ def assign_boxes_batch(chip_image_index, chips_scaled, factors, chip_ranges, box
         valid = kept & (flags == 0) & in_range(size, lo, hi) & (inside >= min_inside)
         ignore = kept & ~valid
         clipped = np.stack([ix1 - c[0], iy1 - c[1], ix2 - c[0], iy2 - c[1]], axis=1)
-        for mask, index, dst, counts in ((valid, valid_index, valid_boxes, valid_counts),
-                                         (ignore, ignore_index, ignore_boxes, ignore_counts)):
+        for mask, index, dst, counts in (
+            (valid, valid_index, valid_boxes, valid_counts),
+            (ignore, ignore_index, ignore_boxes, ignore_counts),
+        ):
             index.append(np.flatnonzero(mask))
             dst.append(clipped[mask].astype(np.float32))
             counts.append(int(mask.sum()))
@@ -196,9 +273,11 @@ def assign_boxes_batch(chip_image_index, chips_scaled, factors, chip_ranges, box
         return np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
 
     return {
-        "valid_splits": splits(valid_counts), "valid_index": cat(valid_index, np.int64, 1),
+        "valid_splits": splits(valid_counts),
+        "valid_index": cat(valid_index, np.int64, 1),
         "valid_boxes": cat(valid_boxes, np.float32, 4),
-        "ignore_splits": splits(ignore_counts), "ignore_index": cat(ignore_index, np.int64, 1),
+        "ignore_splits": splits(ignore_counts),
+        "ignore_index": cat(ignore_index, np.int64, 1),
         "ignore_boxes": cat(ignore_boxes, np.float32, 4),
     }
 
@@ -211,8 +290,10 @@ def _dilate(on: np.ndarray, dilation: int) -> np.ndarray:
     height, width = on.shape
     out = np.zeros_like(on)
     for y, x in np.argwhere(on):
-        out[max(0, y - before):min(height, y + after + 1),
-            max(0, x - before):min(width, x + after + 1)] = True
+        out[
+            max(0, y - before) : min(height, y + after + 1),
+            max(0, x - before) : min(width, x + after + 1),
+        ] = True
     return out
 
 
@@ -252,6 +333,7 @@ def _grow(lo: int, hi: int, size: int, limit: int) -> tuple[int, int]:
 
 def _merge(rects: list[list[int]]) -> list[list[int]]:
     """Union overlapping rectangles until none overlap (the fixed point is order-independent)."""
+
     def overlap(a, b):
         return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
 
@@ -263,8 +345,7 @@ def _merge(rects: list[list[int]]) -> list[list[int]]:
             for j in range(i + 1, len(rects)):
                 if overlap(rects[i], rects[j]):
                     a, b = rects[i], rects.pop(j)
-                    rects[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]),
-                                max(a[3], b[3])]
+                    rects[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
                     changed = True
                     break
             if changed:
@@ -272,8 +353,9 @@ def _merge(rects: list[list[int]]) -> list[list[int]]:
     return rects
 
 
-def focus_chips_map(prob: np.ndarray, threshold: float, dilation: int,
-                    min_size: int) -> list[list[int]]:
+def focus_chips_map(
+    prob: np.ndarray, threshold: float, dilation: int, min_size: int
+) -> list[list[int]]:
     """FocusChips of one map, in cells, sorted by (y1, x1, y2, x2)."""
     if prob.size == 0:
         return []
@@ -287,15 +369,15 @@ def focus_chips_map(prob: np.ndarray, threshold: float, dilation: int,
     return sorted(_merge(rects), key=lambda r: (r[1], r[0], r[3], r[2]))
 
 
-def focus_chips_batch(maps, map_shapes, map_offsets, threshold, dilation, min_size,
-                      num_threads):
+def focus_chips_batch(maps, map_shapes, map_offsets, threshold, dilation, min_size, num_threads):
     """Twin of ``_planner.focus_chips_batch``."""
     rects, index = [], []
     for i, (h, w) in enumerate(map_shapes):
-        prob = maps[map_offsets[i]:map_offsets[i + 1]].reshape(int(h), int(w))
+        prob = maps[map_offsets[i] : map_offsets[i + 1]].reshape(int(h), int(w))
         found = focus_chips_map(prob, threshold, int(dilation), int(min_size))
         rects += found
         index += [i] * len(found)
-    return {"rects": np.array(rects, dtype=np.int32).reshape(-1, 4),
-            "map_index": np.array(index, dtype=np.int32)}
-
+    return {
+        "rects": np.array(rects, dtype=np.int32).reshape(-1, 4),
+        "map_index": np.array(index, dtype=np.int32),
+    }

@@ -16,8 +16,10 @@ from chipping._backend import backend_module
 
 def _as_map(prob_map: object, name: str) -> np.ndarray:
     arr = np.asarray(prob_map)
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)) \
-            or arr.dtype == bool:
+    if (
+        not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer))
+        or arr.dtype == bool
+    ):
         raise ValueError(f"{name} must be a real-valued array, got dtype {arr.dtype}")
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D (height, width), got shape {arr.shape}")
@@ -26,8 +28,9 @@ def _as_map(prob_map: object, name: str) -> np.ndarray:
         y, x = (int(v) for v in np.argwhere(~np.isfinite(arr))[0])
         raise ValueError(f"{name}[{y}, {x}] = {arr[y, x]} is not finite")
     if arr.size and (arr.min() < 0 or arr.max() > 1):
-        raise ValueError(f"{name} must hold probabilities in [0, 1], got values in "
-                         f"[{arr.min()}, {arr.max()}]")
+        raise ValueError(
+            f"{name} must hold probabilities in [0, 1], got values in [{arr.min()}, {arr.max()}]"
+        )
     return arr
 
 
@@ -35,8 +38,11 @@ def _check_params(threshold: float, dilation: int, min_size: int) -> tuple[float
     t = float(threshold)
     if not np.isfinite(t):
         raise ValueError(f"threshold must be finite, got {threshold!r}")
-    return (t, _checks.check_int(dilation, "dilation", 0, 4096),
-            _checks.check_int(min_size, "min_size", 0))
+    return (
+        t,
+        _checks.check_int(dilation, "dilation", 0, 4096),
+        _checks.check_int(min_size, "min_size", 0),
+    )
 
 
 def focus_chips_batch(
@@ -62,9 +68,12 @@ def focus_chips_batch(
     np.cumsum([m.size for m in maps], out=offsets[1:])
     flat = np.concatenate([m.reshape(-1) for m in maps]) if maps else np.zeros(0, np.float32)
     raw = backend_module(backend).focus_chips_batch(
-        flat, shapes, offsets, t, d, k, _checks.check_int(num_threads, "num_threads", 0))
-    return (np.asarray(raw["rects"], dtype=np.int32).reshape(-1, 4),
-            np.asarray(raw["map_index"], dtype=np.int32))
+        flat, shapes, offsets, t, d, k, _checks.check_int(num_threads, "num_threads", 0)
+    )
+    return (
+        np.asarray(raw["rects"], dtype=np.int32).reshape(-1, 4),
+        np.asarray(raw["map_index"], dtype=np.int32),
+    )
 
 
 def focus_chips(
@@ -89,8 +98,9 @@ def focus_chips(
     Returns:
         int32 ``(K, 4)`` XYXY rectangles in cells, sorted by (y1, x1, y2, x2).
     """
-    rects, _ = focus_chips_batch([prob_map], threshold, dilation, min_size, num_threads=1,
-                                 backend=backend)
+    rects, _ = focus_chips_batch(
+        [prob_map], threshold, dilation, min_size, num_threads=1, backend=backend
+    )
     return rects
 
 

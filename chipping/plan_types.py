@@ -54,9 +54,14 @@ class ChipPlan:
 
     def select(self, index: np.ndarray | slice) -> ChipPlan:
         """The chips at ``index`` (a boolean mask, integer indices or a slice)."""
-        return ChipPlan(self.image_index[index], self.scale_index[index],
-                        self.chips_scaled[index], self.factors[index], self.counts[index],
-                        self.valid_ranges)
+        return ChipPlan(
+            self.image_index[index],
+            self.scale_index[index],
+            self.chips_scaled[index],
+            self.factors[index],
+            self.counts[index],
+            self.valid_ranges,
+        )
 
     def for_image(self, image: int) -> ChipPlan:
         """The chips of image ``image``."""

@@ -30,10 +30,21 @@ from chipping.scales import (
 )
 
 __all__ = [
-    "ChipAssignment", "ChipPlan", "assign_boxes", "assign_boxes_batch", "focus_chips",
-    "focus_chips_batch", "focus_chips_to_image", "image_seed", "parse_scales",
-    "plan_negative_chips", "plan_negative_chips_batch", "plan_positive_chips",
-    "plan_positive_chips_batch", "scale_factor", "scaled_size",
+    "ChipAssignment",
+    "ChipPlan",
+    "assign_boxes",
+    "assign_boxes_batch",
+    "focus_chips",
+    "focus_chips_batch",
+    "focus_chips_to_image",
+    "image_seed",
+    "parse_scales",
+    "plan_negative_chips",
+    "plan_negative_chips_batch",
+    "plan_positive_chips",
+    "plan_positive_chips_batch",
+    "scale_factor",
+    "scaled_size",
 ]
 
 DEFAULT_SCALES: tuple[ScaleSpec, ...] = (3.0, 1.667, (512.0, 512.0))
@@ -44,14 +55,18 @@ def _seeds(seed: int | None, seeds: object, n: int) -> np.ndarray:
     if seeds is not None:
         arr = np.asarray(seeds)
         if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer):
-            raise ValueError(f"seeds must be {n} integers, got shape {arr.shape} "
-                             f"dtype {arr.dtype}")
+            raise ValueError(f"seeds must be {n} integers, got shape {arr.shape} dtype {arr.dtype}")
         return arr.astype(np.uint64)
     return image_seeds(_checks.check_int(seed, "seed", 0, (1 << 64) - 1), n)
 
 
-def _prepare(image_sizes: object, scales: Sequence[ScaleSpec],
-             valid_ranges: Sequence[Sequence[float]], chip_size: int, stride: int):
+def _prepare(
+    image_sizes: object,
+    scales: Sequence[ScaleSpec],
+    valid_ranges: Sequence[Sequence[float]],
+    chip_size: int,
+    stride: int,
+):
     sizes = _checks.as_image_sizes(image_sizes)
     scale_rows = parse_scales(scales)
     ranges = parse_ranges(valid_ranges, len(scale_rows))
@@ -98,13 +113,23 @@ def plan_positive_chips_batch(
     Returns:
         A ``ChipPlan`` ordered by image, then scale, then greedy pick order.
     """
-    sizes, scale_rows, ranges, chip, step = _prepare(image_sizes, scales, valid_ranges,
-                                                     chip_size, stride)
+    sizes, scale_rows, ranges, chip, step = _prepare(
+        image_sizes, scales, valid_ranges, chip_size, stride
+    )
     n = len(sizes)
     flat, splits = _checks.flatten_boxes_in_images(boxes, box_splits, sizes, "boxes")
     raw = backend_module(backend).plan_positive_batch(
-        flat, splits, sizes, scale_rows, ranges, chip, step, bool(jitter),
-        _seeds(seed, seeds, n), _checks.check_int(num_threads, "num_threads", 0))
+        flat,
+        splits,
+        sizes,
+        scale_rows,
+        ranges,
+        chip,
+        step,
+        bool(jitter),
+        _seeds(seed, seeds, n),
+        _checks.check_int(num_threads, "num_threads", 0),
+    )
     return ChipPlan.from_raw(raw, ranges)
 
 
@@ -126,22 +151,35 @@ def plan_positive_chips(
     """
     size = _checks.check_image_size(image_size)
     return plan_positive_chips_batch(
-        [boxes], [size], scales, valid_ranges, chip_size, stride, jitter=jitter,
+        [boxes],
+        [size],
+        scales,
+        valid_ranges,
+        chip_size,
+        stride,
+        jitter=jitter,
         seeds=np.array([_checks.check_int(seed, "seed", 0, (1 << 64) - 1)], dtype=np.uint64),
-        num_threads=1, backend=backend)
+        num_threads=1,
+        backend=backend,
+    )
 
 
 def _group_positives(positive: ChipPlan, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not isinstance(positive, ChipPlan):
         raise ValueError(f"positive must be a ChipPlan, got {type(positive).__name__}")
     if len(positive) and (positive.image_index.min() < 0 or positive.image_index.max() >= n):
-        raise ValueError(f"positive.image_index must lie in [0, {n}), got values in "
-                         f"[{positive.image_index.min()}, {positive.image_index.max()}]")
+        raise ValueError(
+            f"positive.image_index must lie in [0, {n}), got values in "
+            f"[{positive.image_index.min()}, {positive.image_index.max()}]"
+        )
     order = np.argsort(positive.image_index, kind="stable")
     splits = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(positive.image_index, minlength=n)[:n], out=splits[1:])
-    return (np.ascontiguousarray(positive.scale_index[order]),
-            np.ascontiguousarray(positive.chips_scaled[order]), splits)
+    return (
+        np.ascontiguousarray(positive.scale_index[order]),
+        np.ascontiguousarray(positive.chips_scaled[order]),
+        splits,
+    )
 
 
 def plan_negative_chips_batch(
@@ -172,24 +210,41 @@ def plan_negative_chips_batch(
     Returns:
         A ``ChipPlan``; ``counts`` holds the proposals each chip newly covered.
     """
-    sizes, scale_rows, ranges, chip, step = _prepare(image_sizes, scales, valid_ranges,
-                                                     chip_size, stride)
+    sizes, scale_rows, ranges, chip, step = _prepare(
+        image_sizes, scales, valid_ranges, chip_size, stride
+    )
     n = len(sizes)
-    flat, splits = _checks.flatten_boxes_in_images(proposals, proposal_splits, sizes,
-                                                   "proposals")
+    flat, splits = _checks.flatten_boxes_in_images(proposals, proposal_splits, sizes, "proposals")
     if isinstance(min_proposals, (str, bytes)) or len(min_proposals) != len(scale_rows):
-        raise ValueError(f"min_proposals = {min_proposals!r}: need one count per scale "
-                         f"({len(scale_rows)})")
-    mins = np.array([_checks.check_int(m, f"min_proposals[{i}]", 0)
-                     for i, m in enumerate(min_proposals)], dtype=np.int64)
+        raise ValueError(
+            f"min_proposals = {min_proposals!r}: need one count per scale ({len(scale_rows)})"
+        )
+    mins = np.array(
+        [_checks.check_int(m, f"min_proposals[{i}]", 0) for i, m in enumerate(min_proposals)],
+        dtype=np.int64,
+    )
     pos_scale, pos_chips, pos_splits = _group_positives(positive, n)
     if len(pos_scale) and pos_scale.max() >= len(scale_rows):
-        raise ValueError(f"positive has scale_index {int(pos_scale.max())} but only "
-                         f"{len(scale_rows)} scales were given")
+        raise ValueError(
+            f"positive has scale_index {int(pos_scale.max())} but only "
+            f"{len(scale_rows)} scales were given"
+        )
     raw = backend_module(backend).plan_negative_batch(
-        flat, splits, pos_scale, pos_chips, pos_splits, sizes, scale_rows, ranges, mins, chip,
-        step, bool(jitter), _seeds(seed, seeds, n),
-        _checks.check_int(num_threads, "num_threads", 0))
+        flat,
+        splits,
+        pos_scale,
+        pos_chips,
+        pos_splits,
+        sizes,
+        scale_rows,
+        ranges,
+        mins,
+        chip,
+        step,
+        bool(jitter),
+        _seeds(seed, seeds, n),
+        _checks.check_int(num_threads, "num_threads", 0),
+    )
     return ChipPlan.from_raw(raw, ranges)
 
 
@@ -210,14 +265,28 @@ def plan_negative_chips(
     """Negative chips of one image; ``positive`` holds this image's positive chips."""
     size = _checks.check_image_size(image_size)
     if isinstance(positive, ChipPlan) and len(positive):
-        positive = ChipPlan(np.zeros_like(positive.image_index), positive.scale_index,
-                            positive.chips_scaled, positive.factors, positive.counts,
-                            positive.valid_ranges)
+        positive = ChipPlan(
+            np.zeros_like(positive.image_index),
+            positive.scale_index,
+            positive.chips_scaled,
+            positive.factors,
+            positive.counts,
+            positive.valid_ranges,
+        )
     return plan_negative_chips_batch(
-        [proposals], [size], positive, scales, valid_ranges, chip_size, stride,
-        min_proposals=min_proposals, jitter=jitter,
+        [proposals],
+        [size],
+        positive,
+        scales,
+        valid_ranges,
+        chip_size,
+        stride,
+        min_proposals=min_proposals,
+        jitter=jitter,
         seeds=np.array([_checks.check_int(seed, "seed", 0, (1 << 64) - 1)], dtype=np.uint64),
-        num_threads=1, backend=backend)
+        num_threads=1,
+        backend=backend,
+    )
 
 
 def assign_boxes_batch(
@@ -251,20 +320,23 @@ def assign_boxes_batch(
     elif isinstance(boxes, Sequence):
         n = len(boxes)
     else:
-        raise ValueError("boxes must be a list of per-image arrays, or one array with "
-                         "box_splits")
+        raise ValueError("boxes must be a list of per-image arrays, or one array with box_splits")
     flat, splits = _checks.flatten_boxes(boxes, box_splits, n, "boxes")
     if len(chips) and (chips.image_index.min() < 0 or chips.image_index.max() >= n):
-        raise ValueError(f"chips refer to image {int(chips.image_index.max())} but boxes are "
-                         f"given for {n} images")
+        raise ValueError(
+            f"chips refer to image {int(chips.image_index.max())} but boxes are "
+            f"given for {n} images"
+        )
     flags = np.zeros(len(flat), dtype=np.uint8)
     if crowd is not None:
         parts = crowd if box_splits is None else [crowd]
-        flags = np.concatenate([np.asarray(c, dtype=bool).reshape(-1) for c in parts] or
-                               [np.zeros(0, bool)]).astype(np.uint8)
+        flags = np.concatenate(
+            [np.asarray(c, dtype=bool).reshape(-1) for c in parts] or [np.zeros(0, bool)]
+        ).astype(np.uint8)
         if flags.shape != (len(flat),):
-            raise ValueError(f"crowd must have one flag per box ({len(flat)}), got "
-                             f"{flags.shape[0]}")
+            raise ValueError(
+                f"crowd must have one flag per box ({len(flat)}), got {flags.shape[0]}"
+            )
     if not (0.0 <= float(min_inside) <= 1.0):
         raise ValueError(f"min_inside must be in [0, 1], got {min_inside!r}")
     if not (np.isfinite(float(min_box_size)) and float(min_box_size) >= 0):
@@ -273,9 +345,14 @@ def assign_boxes_batch(
         np.ascontiguousarray(chips.image_index, dtype=np.int32),
         np.ascontiguousarray(chips.chips_scaled, dtype=np.int32),
         np.ascontiguousarray(chips.factors, dtype=np.float64),
-        np.ascontiguousarray(chips.chip_ranges, dtype=np.float64), flat, splits, flags,
-        float(min_inside), float(min_box_size),
-        _checks.check_int(num_threads, "num_threads", 0))
+        np.ascontiguousarray(chips.chip_ranges, dtype=np.float64),
+        flat,
+        splits,
+        flags,
+        float(min_inside),
+        float(min_box_size),
+        _checks.check_int(num_threads, "num_threads", 0),
+    )
     return ChipAssignment.from_raw(raw)
 
 
@@ -292,9 +369,20 @@ def assign_boxes(
     if isinstance(chips, ChipPlan) and len(chips) and len(np.unique(chips.image_index)) > 1:
         raise ValueError("chips span several images; use assign_boxes_batch")
     if isinstance(chips, ChipPlan):
-        chips = ChipPlan(np.zeros_like(chips.image_index), chips.scale_index, chips.chips_scaled,
-                         chips.factors, chips.counts, chips.valid_ranges)
-    return assign_boxes_batch(chips, [boxes], crowd=None if crowd is None else [crowd],
-                              min_inside=min_inside, min_box_size=min_box_size, num_threads=1,
-                              backend=backend)
-
+        chips = ChipPlan(
+            np.zeros_like(chips.image_index),
+            chips.scale_index,
+            chips.chips_scaled,
+            chips.factors,
+            chips.counts,
+            chips.valid_ranges,
+        )
+    return assign_boxes_batch(
+        chips,
+        [boxes],
+        crowd=None if crowd is None else [crowd],
+        min_inside=min_inside,
+        min_box_size=min_box_size,
+        num_threads=1,
+        backend=backend,
+    )

@@ -42,8 +42,9 @@ def parse_scales(scales: Sequence[ScaleSpec]) -> np.ndarray:
             factor, or a malformed pair.
     """
     if isinstance(scales, (str, bytes)) or not isinstance(scales, Sequence) or len(scales) == 0:
-        raise ValueError(f"scales must be a non-empty list of factors or (short, long) pairs, "
-                         f"got {scales!r}")
+        raise ValueError(
+            f"scales must be a non-empty list of factors or (short, long) pairs, got {scales!r}"
+        )
     rows = []
     for i, s in enumerate(scales):
         if _is_number(s):
@@ -121,8 +122,11 @@ def scaled_size(image_size: tuple[int, int], factor: float) -> tuple[int, int]:
     return scaled_length(height, factor), scaled_length(width, factor)
 
 
-def parse_ranges(valid_ranges: Sequence[Sequence[float]], num_scales: int | None = None,
-                 name: str = "valid_ranges") -> np.ndarray:
+def parse_ranges(
+    valid_ranges: Sequence[Sequence[float]],
+    num_scales: int | None = None,
+    name: str = "valid_ranges",
+) -> np.ndarray:
     """Normalizes valid ranges into a float64 ``(S, 2)`` array ``[lo, hi)``; -1 -> 0 / +inf.
 
     ``num_scales`` (if given) is the number of entries required.
@@ -132,8 +136,10 @@ def parse_ranges(valid_ranges: Sequence[Sequence[float]], num_scales: int | None
     if num_scales is None:
         num_scales = len(valid_ranges)
     if len(valid_ranges) != num_scales:
-        raise ValueError(f"{name} has {len(valid_ranges)} entries but there are {num_scales} "
-                         f"scales; give one (lo, hi) per scale")
+        raise ValueError(
+            f"{name} has {len(valid_ranges)} entries but there are {num_scales} "
+            f"scales; give one (lo, hi) per scale"
+        )
     out = np.empty((num_scales, 2), dtype=np.float64)
     for i, r in enumerate(valid_ranges):
         if not (isinstance(r, Sequence) and len(r) == 2 and all(_is_number(v) for v in r)):
@@ -167,16 +173,20 @@ def image_seed(seed: int, index: int) -> int:
 def image_seeds(seed: int, num_images: int) -> np.ndarray:
     """``image_seed(seed, i)`` for ``i in range(num_images)`` as uint64, vectorized."""
     with np.errstate(over="ignore"):
-        z = np.uint64(int(seed) & MASK64) + (np.arange(1, num_images + 1, dtype=np.uint64)
-                                               * np.uint64(GOLDEN))
+        z = np.uint64(int(seed) & MASK64) + (
+            np.arange(1, num_images + 1, dtype=np.uint64) * np.uint64(GOLDEN)
+        )
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         return z ^ (z >> np.uint64(31))
 
 
 def _check_image_size(image_size: object, name: str = "image_size") -> tuple[int, int]:
-    if not (isinstance(image_size, (Sequence, np.ndarray)) and len(image_size) == 2
-            and all(_is_number(v) and float(v) == int(v) for v in image_size)):
+    if not (
+        isinstance(image_size, (Sequence, np.ndarray))
+        and len(image_size) == 2
+        and all(_is_number(v) and float(v) == int(v) for v in image_size)
+    ):
         raise ValueError(f"{name} must be (height, width) integers, got {image_size!r}")
     height, width = int(image_size[0]), int(image_size[1])
     if height <= 0 or width <= 0:

@@ -54,8 +54,13 @@ def _save_logging() -> tuple:
     loggers = {}
     for name in LOGGER_NAMES:
         logger = logging.getLogger(name)
-        loggers[name] = (logger.level, list(logger.handlers), list(logger.filters),
-                         logger.propagate, logger.disabled)
+        loggers[name] = (
+            logger.level,
+            list(logger.handlers),
+            list(logger.filters),
+            logger.propagate,
+            logger.disabled,
+        )
     return loggers, logging.root.manager.disable
 
 

@@ -20,7 +20,7 @@ except ImportError:  # Python 3.10
 
 ROOT = Path(__file__).resolve().parents[1]
 
-INNER_TESTS = '''
+INNER_TESTS = """
 import logging
 import random
 
@@ -71,7 +71,7 @@ def test_needs_a_gpu():
 @pytest.mark.slow
 def test_slow():
     pass
-'''
+"""
 
 
 def _inner_project(tmp_path: Path) -> Path:
@@ -79,7 +79,8 @@ def _inner_project(tmp_path: Path) -> Path:
     options = options["ini_options"]
     markers = "\n".join(f"    {m}" for m in options["markers"])
     (tmp_path / "pytest.ini").write_text(
-        f"[pytest]\naddopts = {options['addopts']}\nmarkers =\n{markers}\n")
+        f"[pytest]\naddopts = {options['addopts']}\nmarkers =\n{markers}\n"
+    )
     (tmp_path / "conftest.py").write_text((ROOT / "tests" / "conftest.py").read_text())
     (tmp_path / "test_inner.py").write_text(INNER_TESTS)
     return tmp_path
@@ -88,8 +89,7 @@ def _inner_project(tmp_path: Path) -> Path:
 def _pytest(project: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", *args]
-    return subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -109,4 +109,3 @@ def test_gpu_tests_skip_with_a_reason_without_cuda(project) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     assert "1 skipped, 3 deselected" in run.stdout
     assert "needs a CUDA device" in run.stdout
-

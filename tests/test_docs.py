@@ -14,8 +14,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = sorted({ROOT / "README.md", ROOT / "CHANGELOG.md", *ROOT.glob("projects/*/README.md"),
-               *ROOT.glob("docs/**/*.md")})
+DOCS = sorted(
+    {
+        ROOT / "README.md",
+        ROOT / "CHANGELOG.md",
+        *ROOT.glob("projects/*/README.md"),
+        *ROOT.glob("docs/**/*.md"),
+    }
+)
 
 _INLINE = re.compile(r"!?\[(?:[^\]\[]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _REFERENCE = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s+.*)?$")
@@ -44,21 +50,33 @@ def links(text: str) -> list[str]:
 def anchors(text: str) -> set[str]:
     """GitHub's heading anchors of a markdown text."""
     out = set()
-    for heading in re.findall(r"^#{1,6}\s+(.+?)\s*#*\s*$", _without_fences(text),
-                              flags=re.MULTILINE):
+    for heading in re.findall(
+        r"^#{1,6}\s+(.+?)\s*#*\s*$", _without_fences(text), flags=re.MULTILINE
+    ):
         slug = re.sub(r"[^\w\- ]", "", heading.replace("`", "").strip().lower())
         out.add(slug.replace(" ", "-"))
     return out
 
 
 def test_link_parser() -> None:
-    text = ("See [a](docs/x.md#sec), ![fig](img.png \"t\") and [`code`](b/c.py).\n"
-            "```\n[not](a-link.md)\n```\n`[no](link)` [web](https://e.org) [self](#top)\n"
-            "sizes\n[5, 64]: not a definition\n\n[ref]: ../up.md\n")
-    assert links(text) == ["docs/x.md#sec", "img.png", "b/c.py", "https://e.org", "#top",
-                           "../up.md"]
+    text = (
+        'See [a](docs/x.md#sec), ![fig](img.png "t") and [`code`](b/c.py).\n'
+        "```\n[not](a-link.md)\n```\n`[no](link)` [web](https://e.org) [self](#top)\n"
+        "sizes\n[5, 64]: not a definition\n\n[ref]: ../up.md\n"
+    )
+    assert links(text) == [
+        "docs/x.md#sec",
+        "img.png",
+        "b/c.py",
+        "https://e.org",
+        "#top",
+        "../up.md",
+    ]
     assert anchors("# Top\n## 5. AutoFocus\n### The `x` rule\n") == {
-        "top", "5-autofocus", "the-x-rule"}
+        "top",
+        "5-autofocus",
+        "the-x-rule",
+    }
 
 
 def test_there_are_docs() -> None:
@@ -78,7 +96,10 @@ def test_relative_links_resolve(doc: Path) -> None:
             broken.append(f"{target} (no such file)")
         elif not dest.is_relative_to(ROOT):
             broken.append(f"{target} (outside the repository)")
-        elif fragment and dest.suffix == ".md" and fragment not in anchors(
-                dest.read_text(encoding="utf-8")):
+        elif (
+            fragment
+            and dest.suffix == ".md"
+            and fragment not in anchors(dest.read_text(encoding="utf-8"))
+        ):
             broken.append(f"{target} (no heading #{fragment})")
     assert not broken, f"{doc.relative_to(ROOT)}: broken links: {broken}"

@@ -73,8 +73,9 @@ def _imports(name: str, path: Path) -> list[tuple[str, int, bool]]:
                 else:
                     module = child.module or ""
                 found.append((module, child.lineno, in_function))
-                found.extend((f"{module}.{alias.name}", child.lineno, in_function)
-                             for alias in child.names)
+                found.extend(
+                    (f"{module}.{alias.name}", child.lineno, in_function) for alias in child.names
+                )
             visit(child, inner)
 
     visit(tree, False)
@@ -83,8 +84,9 @@ def _imports(name: str, path: Path) -> list[tuple[str, int, bool]]:
 
 def _has_main_guard(path: Path) -> bool:
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-    return any(isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)
-               for node in tree.body)
+    return any(
+        isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) for node in tree.body
+    )
 
 
 def test_cli_modules_are_known() -> None:
@@ -107,21 +109,34 @@ def test_no_library_module_imports_a_cli_module() -> None:
 
 def test_inference_never_imports_the_engine() -> None:
     """Also inside functions, which the fresh-interpreter checks below cannot see."""
-    bad = [f"{path.relative_to(ROOT)}:{line} imports {module}"
-           for name, path in _modules().items()
-           if name.startswith(("sniper.inference", "sniper.modeling", "sniper.data"))
-           for module, line, _ in _imports(name, path) if module.startswith("sniper.engine")]
+    bad = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for name, path in _modules().items()
+        if name.startswith(("sniper.inference", "sniper.modeling", "sniper.data"))
+        for module, line, _ in _imports(name, path)
+        if module.startswith("sniper.engine")
+    ]
     assert not bad, "\n".join(bad)
 
 
 def test_inference_never_imports_the_training_data() -> None:
     """Inference (SNIPER's and the AutoFocus cascade) reads images through the leaf module
     `sniper.image_ops`, never through the training data package."""
-    inference = ("sniper.inference", "autofocus.cascade", "autofocus.chips", "autofocus.params",
-                 "autofocus.structures", "autofocus.predictor")
-    bad = [f"{path.relative_to(ROOT)}:{line} imports {module}"
-           for name, path in _modules().items() if name.startswith(inference)
-           for module, line, _ in _imports(name, path) if module.startswith("sniper.data")]
+    inference = (
+        "sniper.inference",
+        "autofocus.cascade",
+        "autofocus.chips",
+        "autofocus.params",
+        "autofocus.structures",
+        "autofocus.predictor",
+    )
+    bad = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for name, path in _modules().items()
+        if name.startswith(inference)
+        for module, line, _ in _imports(name, path)
+        if module.startswith("sniper.data")
+    ]
     assert not bad, "\n".join(bad)
 
 
@@ -143,8 +158,14 @@ def _loaded_by(imports: str) -> set[str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(path + [env.get("PYTHONPATH", "")])
     code = f"import sys, {imports}; print('\\n'.join(sys.modules))"
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return set(proc.stdout.split())
 
@@ -153,20 +174,28 @@ def test_config_modules_import_no_torch() -> None:
     loaded = _loaded_by("sniper.config, autofocus.config")
     assert "torch" not in loaded
     assert not {m for m in loaded if m.startswith(("sniper.", "autofocus."))} - {
-        "sniper.config", "sniper.config_defaults", "autofocus.config",
-        "autofocus.config_defaults"}
+        "sniper.config",
+        "sniper.config_defaults",
+        "autofocus.config",
+        "autofocus.config_defaults",
+    }
 
 
-@pytest.mark.parametrize(("imports", "forbidden"), [
-    ("sniper.modeling", ("sniper.data", "sniper.engine", "sniper.inference")),
-    ("sniper.data.build", ("sniper.modeling", "sniper.engine", "sniper.inference")),
-    ("sniper.inference", ("sniper.engine", "sniper.data")),
-    ("autofocus.cascade", ("sniper.engine", "sniper.data", "autofocus.engine")),
-    ("sniper.image_ops", ("sniper.data", "sniper.modeling", "sniper.inference", "autofocus",
-                          "torch")),
-    ("autofocus.modeling", ("sniper.data", "sniper.engine", "sniper.inference")),
-    ("autofocus.predictor", ("sniper.engine", "autofocus.engine")),
-])
+@pytest.mark.parametrize(
+    ("imports", "forbidden"),
+    [
+        ("sniper.modeling", ("sniper.data", "sniper.engine", "sniper.inference")),
+        ("sniper.data.build", ("sniper.modeling", "sniper.engine", "sniper.inference")),
+        ("sniper.inference", ("sniper.engine", "sniper.data")),
+        ("autofocus.cascade", ("sniper.engine", "sniper.data", "autofocus.engine")),
+        (
+            "sniper.image_ops",
+            ("sniper.data", "sniper.modeling", "sniper.inference", "autofocus", "torch"),
+        ),
+        ("autofocus.modeling", ("sniper.data", "sniper.engine", "sniper.inference")),
+        ("autofocus.predictor", ("sniper.engine", "autofocus.engine")),
+    ],
+)
 def test_layer_loads_nothing_above_it(imports: str, forbidden: tuple[str, ...]) -> None:
     loaded = _loaded_by(imports)
     assert not sorted(m for m in loaded if m.startswith(forbidden))

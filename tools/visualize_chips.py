@@ -25,8 +25,13 @@ from sniper.visualization import draw_chips
 def main(argv: list[str] | None = None) -> list[str]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="synthetic_digits_val", help="registered dataset")
-    ap.add_argument("--images", type=int, nargs="*", default=[0, 1, 2],
-                    help="indices of the images in the dataset")
+    ap.add_argument(
+        "--images",
+        type=int,
+        nargs="*",
+        default=[0, 1, 2],
+        help="indices of the images in the dataset",
+    )
     ap.add_argument("--output", default="output/chips", help="folder for the PNGs")
     ap.add_argument("--config-file", default="", help="YAML config (SNIPER.* keys used)")
     ap.add_argument("--epoch", type=int, default=0, help="epoch whose chips are drawn")
@@ -48,13 +53,16 @@ def main(argv: list[str] | None = None) -> list[str]:
     for i in args.images:
         sel = plan.for_image(i)
         image = read_image(records[i]["file_name"], "RGB")
-        drawn = draw_chips(image, sel.chips, sel.scale_index, records[i]["boxes"],
-                           cfg.SNIPER.VALID_RANGES, names)
+        drawn = draw_chips(
+            image, sel.chips, sel.scale_index, records[i]["boxes"], cfg.SNIPER.VALID_RANGES, names
+        )
         path = os.path.join(args.output, f"chips_{args.dataset}_{i}.png")
         cv2.imwrite(path, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
         written.append(path)
-        print(f"{path}: {len(sel)} chips " + ", ".join(
-            f"{n}: {int((sel.scale_index == s).sum())}" for s, n in enumerate(names)))
+        print(
+            f"{path}: {len(sel)} chips "
+            + ", ".join(f"{n}: {int((sel.scale_index == s).sum())}" for s, n in enumerate(names))
+        )
     return written
 
 

@@ -12,11 +12,30 @@ from engine_fakes import unregister, write_coco_dataset
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_autofocus.py"
 TINY = [
-    "MODEL.META_ARCHITECTURE", "AutoFocusRCNN", "MODEL.BACKBONE.NAME", "mobilenet_v2_fpn",
-    "MODEL.FPN.OUT_CHANNELS", "16", "MODEL.ROI_BOX_HEAD.FC_DIM", "32", "MODEL.NUM_CLASSES", "2",
-    "MODEL.RPN.POST_NMS_TOPK_TEST", "50", "AUTOFOCUS.HEAD_CHANNELS", "8",
-    "AUTOFOCUS.SCALES", "[[80, 80], 1.0]", "AUTOFOCUS.VALID_RANGES", "[[30, -1], [-1, 30]]",
-    "AUTOFOCUS.THRESHOLDS", "[0.0]", "AUTOFOCUS.DILATIONS", "[1]", "AUTOFOCUS.MIN_SIZES", "[2]",
+    "MODEL.META_ARCHITECTURE",
+    "AutoFocusRCNN",
+    "MODEL.BACKBONE.NAME",
+    "mobilenet_v2_fpn",
+    "MODEL.FPN.OUT_CHANNELS",
+    "16",
+    "MODEL.ROI_BOX_HEAD.FC_DIM",
+    "32",
+    "MODEL.NUM_CLASSES",
+    "2",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",
+    "50",
+    "AUTOFOCUS.HEAD_CHANNELS",
+    "8",
+    "AUTOFOCUS.SCALES",
+    "[[80, 80], 1.0]",
+    "AUTOFOCUS.VALID_RANGES",
+    "[[30, -1], [-1, 30]]",
+    "AUTOFOCUS.THRESHOLDS",
+    "[0.0]",
+    "AUTOFOCUS.DILATIONS",
+    "[1]",
+    "AUTOFOCUS.MIN_SIZES",
+    "[2]",
 ]
 
 
@@ -29,17 +48,39 @@ def _bench():
 
 def test_sweep_writes_table_json_and_plot(tmp_path, capsys) -> None:
     name = f"af_bench_{tmp_path.name}"
-    write_coco_dataset(tmp_path / "data", name, [(120, 160)] * 3,
-                       {i: [([20, 30, 40, 30], 0), ([90, 50, 12, 14], 1)] for i in range(3)})
+    write_coco_dataset(
+        tmp_path / "data",
+        name,
+        [(120, 160)] * 3,
+        {i: [([20, 30, 40, 30], 0), ([90, 50, 12, 14], 1)] for i in range(3)},
+    )
     try:
         torch.manual_seed(0)
-        rows = _bench().main(["--config-file", "", *TINY, "--dataset", name, "--num-images",
-                              "2", "--thresholds", "0", "1", "--output", str(tmp_path / "out")])
+        rows = _bench().main(
+            [
+                "--config-file",
+                "",
+                *TINY,
+                "--dataset",
+                name,
+                "--num-images",
+                "2",
+                "--thresholds",
+                "0",
+                "1",
+                "--output",
+                str(tmp_path / "out"),
+            ]
+        )
     finally:
         unregister(name)
     coarse, fine = 60 * 80, 120 * 160  # long side 80 -> factor 0.5
-    assert [r["method"] for r in rows] == ["full multi-scale", "AutoFocus t=[0.0]",
-                                           "AutoFocus t=0", "AutoFocus t=1"]
+    assert [r["method"] for r in rows] == [
+        "full multi-scale",
+        "AutoFocus t=[0.0]",
+        "AutoFocus t=0",
+        "AutoFocus t=1",
+    ]
     assert rows[0]["pixel_fraction"] == pytest.approx(1.0)
     assert rows[2]["pixels_per_scale"] == [coarse, fine]  # t = 0: everything is a FocusPixel
     assert rows[3]["pixels_per_scale"] == [coarse, 0]  # t = 1: early stop everywhere

@@ -23,8 +23,14 @@ CHIP2 = [384.0, 256.0, 448.0, 320.0]  # 4x4 hot cells of the 128x128 scale-1 inp
 
 
 def _params(**kw) -> CascadeParams:
-    args = dict(scales=([512, 512], 1.0, 2.0), valid_ranges=([75, -1], [32, 180], [-1, 75]),
-                thresholds=(0.5, 0.5), dilations=(1, 1), min_sizes=(4, 4), border_delta=10.0)
+    args = dict(
+        scales=([512, 512], 1.0, 2.0),
+        valid_ranges=([75, -1], [32, 180], [-1, 75]),
+        thresholds=(0.5, 0.5),
+        dilations=(1, 1),
+        min_sizes=(4, 4),
+        border_delta=10.0,
+    )
     args.update(kw)
     return CascadeParams(**args)
 
@@ -99,8 +105,7 @@ def test_each_scale_keeps_its_range_and_inner_edges_cut(fake_model) -> None:
     out = _cascade(fake_model())([image])[0]
     # MID is seen at scale 2 clipped by CHIP2 to [384, 256, 416, 288] (size 32, in range
     # [0, 75)) touching CHIP2's inner left and top edges: pruned.
-    assert sorted(out["boxes"].tolist()) == sorted([list(map(float, b)) for b in (BIG, MID,
-                                                                                   TINY)])
+    assert sorted(out["boxes"].tolist()) == sorted([list(map(float, b)) for b in (BIG, MID, TINY)])
     assert torch.allclose(out["scores"], torch.full((3,), 0.9))
     assert out["classes"].tolist() == [0, 0, 0]
 
@@ -112,7 +117,7 @@ def test_without_border_pruning_the_cut_object_survives(fake_model) -> None:
     assert len(boxes) == 4 and [384.0, 256.0, 416.0, 288.0] in boxes
     cut = boxes.index([384.0, 256.0, 416.0, 288.0])
     iou = (32 * 32) / (40 * 40)  # soft-NMS decay by the MID detection
-    assert float(out["scores"][cut]) == pytest.approx(0.9 * np.exp(-iou**2 / 0.55), rel=1e-5)
+    assert float(out["scores"][cut]) == pytest.approx(0.9 * np.exp(-(iou**2) / 0.55), rel=1e-5)
 
 
 def test_no_pruning_at_image_edges(fake_model) -> None:
@@ -127,8 +132,14 @@ def test_no_pruning_at_image_edges(fake_model) -> None:
 def test_model_without_focus_prob_is_named() -> None:
     class NoFocus(torch.nn.Module):
         def forward(self, images):
-            return [{"boxes": torch.zeros(0, 4), "scores": torch.zeros(0),
-                     "labels": torch.zeros(0, dtype=torch.int64)} for _ in images]
+            return [
+                {
+                    "boxes": torch.zeros(0, 4),
+                    "scores": torch.zeros(0),
+                    "labels": torch.zeros(0, dtype=torch.int64),
+                }
+                for _ in images
+            ]
 
     with pytest.raises(KeyError, match="focus_prob"):
         AutoFocusCascade(NoFocus().eval(), _params())([_image()])

@@ -19,11 +19,12 @@ def test_canvas_window_rounds_outward_and_clips() -> None:
 
 
 def test_merge_overlapping_until_nothing_overlaps() -> None:
-    rects = np.array([[0, 0, 10, 10], [20, 0, 30, 10], [8, 8, 22, 12], [40, 40, 50, 50],
-                      [10, 20, 20, 30]], np.float32)
+    rects = np.array(
+        [[0, 0, 10, 10], [20, 0, 30, 10], [8, 8, 22, 12], [40, 40, 50, 50], [10, 20, 20, 30]],
+        np.float32,
+    )
     # the third joins the first two; the union [0, 0, 30, 12] does not reach y 20
-    assert merge_overlapping(rects).tolist() == [[0, 0, 30, 12], [10, 20, 20, 30],
-                                                 [40, 40, 50, 50]]
+    assert merge_overlapping(rects).tolist() == [[0, 0, 30, 12], [10, 20, 20, 30], [40, 40, 50, 50]]
     chain = np.array([[0, 0, 10, 10], [15, 0, 25, 10], [5, 5, 20, 8]], np.float32)
     assert merge_overlapping(chain).tolist() == [[0, 0, 25, 10]]
     touching = np.array([[0, 0, 10, 10], [10, 0, 20, 10]], np.float32)

@@ -37,25 +37,31 @@ def test_defaults_follow_design() -> None:
     cfg = setup_cfg("", [])
     af = cfg.AUTOFOCUS
     assert (af.POS_MIN_SIZE, af.POS_MAX_SIZE, af.IGNORE_MAX_SIZE) == (5.0, 64.0, 90.0)
-    assert (af.FEATURE, af.HEAD_CHANNELS, af.LOSS_WEIGHT, af.BORDER_DELTA) == ("p4", 256, 1.0,
-                                                                                10.0)
+    assert (af.FEATURE, af.HEAD_CHANNELS, af.LOSS_WEIGHT, af.BORDER_DELTA) == ("p4", 256, 1.0, 10.0)
     params = cascade_params_from_cfg(cfg)
     assert params == CascadeParams(
         scales=((512.0, 512.0), (800.0, 1280.0), (1400.0, 2000.0)),
         valid_ranges=((75, -1), (32, 180), (-1, 75)),
-        thresholds=(0.02, 0.2), dilations=(3, 3), min_sizes=(16, 20), border_delta=10.0)
+        thresholds=(0.02, 0.2),
+        dilations=(3, 3),
+        min_sizes=(16, 20),
+        border_delta=10.0,
+    )
 
 
-@pytest.mark.parametrize(("opts", "message"), [
-    (["AUTOFOCUS.POS_MAX_SIZE", "100.0"], "POS_MAX_SIZE"),
-    (["AUTOFOCUS.FEATURE", "p7"], "FEATURE"),
-    (["AUTOFOCUS.VALID_RANGES", "[[75, -1]]"], "VALID_RANGES"),
-    (["AUTOFOCUS.THRESHOLDS", "[0.1]"], "THRESHOLDS"),
-    (["AUTOFOCUS.THRESHOLDS", "[0.1, 2.0]"], "THRESHOLDS"),
-    (["AUTOFOCUS.MIN_SIZES", "[16, -1]"], "MIN_SIZES"),
-    (["AUTOFOCUS.SCALES", "[[512, 512], 0.0, 2.0]"], "SCALES"),
-    (["AUTOFOCUS.BORDER_DELTA", "-1.0"], "BORDER_DELTA"),
-])
+@pytest.mark.parametrize(
+    ("opts", "message"),
+    [
+        (["AUTOFOCUS.POS_MAX_SIZE", "100.0"], "POS_MAX_SIZE"),
+        (["AUTOFOCUS.FEATURE", "p7"], "FEATURE"),
+        (["AUTOFOCUS.VALID_RANGES", "[[75, -1]]"], "VALID_RANGES"),
+        (["AUTOFOCUS.THRESHOLDS", "[0.1]"], "THRESHOLDS"),
+        (["AUTOFOCUS.THRESHOLDS", "[0.1, 2.0]"], "THRESHOLDS"),
+        (["AUTOFOCUS.MIN_SIZES", "[16, -1]"], "MIN_SIZES"),
+        (["AUTOFOCUS.SCALES", "[[512, 512], 0.0, 2.0]"], "SCALES"),
+        (["AUTOFOCUS.BORDER_DELTA", "-1.0"], "BORDER_DELTA"),
+    ],
+)
 def test_bad_values_name_the_key(opts: list[str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         setup_cfg("", opts)

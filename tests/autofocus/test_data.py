@@ -18,11 +18,20 @@ CROWD = np.array([[0, 80, 60, 120]], np.float32)
 
 def _spec(flip: bool = False) -> ChipSpec:
     # factor 2, canvas window x 40..240, y 40..200 -> image x 20..120, y 20..100
-    return ChipSpec(image_index=0, file_name="unused.jpg", image_size=(200, 200),
-                    scale_index=0, factor=2.0, canvas_box=(40, 40, 240, 200), chip_size=256,
-                    boxes=np.zeros((0, 4), np.float32), classes=np.zeros(0, np.int64),
-                    ignore_boxes=np.zeros((0, 4), np.float32), valid_range=(0.0, 16.0),
-                    flip=flip)
+    return ChipSpec(
+        image_index=0,
+        file_name="unused.jpg",
+        image_size=(200, 200),
+        scale_index=0,
+        factor=2.0,
+        canvas_box=(40, 40, 240, 200),
+        chip_size=256,
+        boxes=np.zeros((0, 4), np.float32),
+        classes=np.zeros(0, np.int64),
+        ignore_boxes=np.zeros((0, 4), np.float32),
+        valid_range=(0.0, 16.0),
+        flip=flip,
+    )
 
 
 def test_chip_boxes_clip_after_sizing_and_drop_outside() -> None:
@@ -53,11 +62,27 @@ def test_train_loader_batches_carry_focus_boxes(tmp_path) -> None:
     boxes = {0: [([10, 12, 30, 24], 0), ([90, 60, 50, 60], 1)], 1: [([20, 100, 12, 14], 1)]}
     write_coco_dataset(tmp_path / "data", name, [(160, 200)] * 2, boxes)
     try:
-        cfg = setup_cfg("", [
-            "DATASETS.TRAIN", f"('{name}',)", "SNIPER.TRAIN_SCALES", "[1.0]",
-            "SNIPER.VALID_RANGES", "[[-1, 40]]", "SNIPER.NEG_MIN_PROPOSALS", "[1]",
-            "SNIPER.CHIP_SIZE", "96", "SOLVER.IMS_PER_BATCH", "2",
-            "DATALOADER.NUM_WORKERS", "0", "MODEL.NUM_CLASSES", "2"])
+        cfg = setup_cfg(
+            "",
+            [
+                "DATASETS.TRAIN",
+                f"('{name}',)",
+                "SNIPER.TRAIN_SCALES",
+                "[1.0]",
+                "SNIPER.VALID_RANGES",
+                "[[-1, 40]]",
+                "SNIPER.NEG_MIN_PROPOSALS",
+                "[1]",
+                "SNIPER.CHIP_SIZE",
+                "96",
+                "SOLVER.IMS_PER_BATCH",
+                "2",
+                "DATALOADER.NUM_WORKERS",
+                "0",
+                "MODEL.NUM_CLASSES",
+                "2",
+            ],
+        )
         batch = next(iter(build_autofocus_train_loader(cfg)))
         assert len(batch) == 2
         for image, target in batch:

@@ -15,12 +15,16 @@ def test_head_keeps_the_cells_and_gives_two_logits() -> None:
     assert logits.shape == (3, 2, 5, 7)
     layers = [m for m in head.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [(m.in_channels, m.out_channels, m.kernel_size) for m in layers] == [
-        (8, 4, (3, 3)), (4, 4, (1, 1)), (4, 2, (1, 1))]
+        (8, 4, (3, 3)),
+        (4, 4, (1, 1)),
+        (4, 2, (1, 1)),
+    ]
 
 
 def test_loss_is_the_hand_computed_ce_over_non_ignored_cells() -> None:
-    logits = torch.tensor([[[[2.0, 0.0], [1.0, -1.0]],
-                            [[0.0, 3.0], [1.0, 5.0]]]])  # (1, 2, 2, 2): class 0, class 1
+    logits = torch.tensor(
+        [[[[2.0, 0.0], [1.0, -1.0]], [[0.0, 3.0], [1.0, 5.0]]]]
+    )  # (1, 2, 2, 2): class 0, class 1
     labels = torch.tensor([[[0, 1], [-1, 0]]])
     # cells (0,0) label 0: logits (2, 0); (0,1) label 1: (0, 3); (1,1) label 0: (-1, 5)
     ce = [
@@ -30,8 +34,7 @@ def test_loss_is_the_hand_computed_ce_over_non_ignored_cells() -> None:
     ]
     expected = sum(ce) / 3
     assert math.isclose(float(focus_loss(logits, labels)), expected, rel_tol=1e-6)
-    assert math.isclose(float(focus_loss(logits, labels, weight=0.5)), expected / 2,
-                        rel_tol=1e-6)
+    assert math.isclose(float(focus_loss(logits, labels, weight=0.5)), expected / 2, rel_tol=1e-6)
     changed = logits.clone()
     changed[0, :, 1, 0] = torch.tensor([-50.0, 50.0])  # the ignored cell does not matter
     assert math.isclose(float(focus_loss(changed, labels)), expected, rel_tol=1e-6)

@@ -31,9 +31,14 @@ from sniper.structures import ChipSpec
 
 
 def _merge_params() -> CascadeParams:
-    return CascadeParams(scales=([512, 512], 0.8, 2.0),
-                         valid_ranges=([75, -1], [32, 180], [-1, 75]), thresholds=(0.5, 0.5),
-                         dilations=(1, 1), min_sizes=(4, 7), border_delta=10.0)
+    return CascadeParams(
+        scales=([512, 512], 0.8, 2.0),
+        valid_ranges=([75, -1], [32, 180], [-1, 75]),
+        thresholds=(0.5, 0.5),
+        dilations=(1, 1),
+        min_sizes=(4, 7),
+        border_delta=10.0,
+    )
 
 
 def test_overlapping_focus_chips_of_two_crops_are_merged(fake_model) -> None:
@@ -49,8 +54,11 @@ def test_overlapping_focus_chips_of_two_crops_are_merged(fake_model) -> None:
     own = []
     for focus_map in out["focus_maps"][1]:
         rects = focus_chips(focus_map.prob, 0.5, 1, 7)
-        own.append(focus_chips_to_image(rects, focus_map.stride, focus_map.factor,
-                                        (1024, 1024), focus_map.offset).tolist())
+        own.append(
+            focus_chips_to_image(
+                rects, focus_map.stride, focus_map.factor, (1024, 1024), focus_map.offset
+            ).tolist()
+        )
     assert own == [[[0.0, 0.0, 140.0, 140.0]], [[127.5, 0.0, 267.5, 140.0]]]
     assert chips[2].tolist() == [[0.0, 0.0, 267.5, 140.0]]
     assert model.calls == [[(512, 512)], [(103, 103), (103, 103)], [(280, 535)]]
@@ -72,36 +80,55 @@ def _focus_target(tmp_path, flip: bool) -> dict:
     path = tmp_path / "image.png"
     cv2.imwrite(str(path), np.full((128, 128, 3), 90, np.uint8))
     boxes = np.array([CUT, SMALL, EDGE, AWAY], np.float32)
-    record = dict(file_name=str(path), height=128, width=128, boxes=boxes,
-                  classes=np.zeros(4, np.int64))
-    spec = ChipSpec(image_index=0, file_name=str(path), image_size=(128, 128), scale_index=0,
-                    factor=1.0, canvas_box=(0, 0, 64, 64), chip_size=64,
-                    boxes=np.array([SMALL], np.float32), classes=np.zeros(1, np.int64),
-                    ignore_boxes=np.array([[48, 8, 64, 40], [60, 44, 64, 60]], np.float32),
-                    valid_range=(0.0, 30.0), flip=flip)
-    (_, target), = FocusChipMapper.from_records([record])([spec])
+    record = dict(
+        file_name=str(path), height=128, width=128, boxes=boxes, classes=np.zeros(4, np.int64)
+    )
+    spec = ChipSpec(
+        image_index=0,
+        file_name=str(path),
+        image_size=(128, 128),
+        scale_index=0,
+        factor=1.0,
+        canvas_box=(0, 0, 64, 64),
+        chip_size=64,
+        boxes=np.array([SMALL], np.float32),
+        classes=np.zeros(1, np.int64),
+        ignore_boxes=np.array([[48, 8, 64, 40], [60, 44, 64, 60]], np.float32),
+        valid_range=(0.0, 30.0),
+        flip=flip,
+    )
+    ((_, target),) = FocusChipMapper.from_records([record])([spec])
     return target
 
 
-EXPECTED = [[0, 0, 0, -1],
-            [0, 0, 0, -1],
-            [0, 0, 0, 1],  # CUT's ignore loses to EDGE's positive
-            [1, 1, 0, 1]]
+EXPECTED = [
+    [0, 0, 0, -1],
+    [0, 0, 0, -1],
+    [0, 0, 0, 1],  # CUT's ignore loses to EDGE's positive
+    [1, 1, 0, 1],
+]
 
 
 def test_focus_labels_use_the_unclipped_sizes(tmp_path) -> None:
     target = _focus_target(tmp_path, flip=False)
-    assert target["focus_boxes"].tolist() == [[48.0, 8.0, 64.0, 40.0], SMALL,
-                                              [60.0, 44.0, 64.0, 60.0]]
-    assert torch.allclose(target["focus_sizes"],
-                          torch.tensor([32.0, float(np.sqrt(16 * 12)), 16.0]))
+    assert target["focus_boxes"].tolist() == [
+        [48.0, 8.0, 64.0, 40.0],
+        SMALL,
+        [60.0, 44.0, 64.0, 60.0],
+    ]
+    assert torch.allclose(
+        target["focus_sizes"], torch.tensor([32.0, float(np.sqrt(16 * 12)), 16.0])
+    )
     labels = focus_pixel_labels_batch([target], (4, 4), 16, 8.0, 24.0, 48.0)
     assert labels.tolist() == [EXPECTED]
 
 
 def test_focus_labels_of_a_flipped_chip_are_mirrored(tmp_path) -> None:
     target = _focus_target(tmp_path, flip=True)
-    assert target["focus_boxes"].tolist() == [[0.0, 8.0, 16.0, 40.0], [44.0, 50.0, 60.0, 62.0],
-                                              [0.0, 44.0, 4.0, 60.0]]
+    assert target["focus_boxes"].tolist() == [
+        [0.0, 8.0, 16.0, 40.0],
+        [44.0, 50.0, 60.0, 62.0],
+        [0.0, 44.0, 4.0, 60.0],
+    ]
     labels = focus_pixel_labels_batch([target], (4, 4), 16, 8.0, 24.0, 48.0)
     assert labels.tolist() == [[row[::-1] for row in EXPECTED]]

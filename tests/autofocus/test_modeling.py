@@ -15,12 +15,28 @@ from sniper.config import add_sniper_config, get_cfg
 from sniper.modeling import build_model
 
 TINY = [
-    "MODEL.META_ARCHITECTURE", "AutoFocusRCNN",
-    "MODEL.BACKBONE.NAME", "mobilenet_v2_fpn", "MODEL.FPN.OUT_CHANNELS", "16",
-    "MODEL.ROI_BOX_HEAD.FC_DIM", "32", "MODEL.NUM_CLASSES", "3",
-    "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "200", "MODEL.RPN.POST_NMS_TOPK_TRAIN", "50",
-    "MODEL.RPN.PRE_NMS_TOPK_TEST", "200", "MODEL.RPN.POST_NMS_TOPK_TEST", "50",
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32", "AUTOFOCUS.HEAD_CHANNELS", "8",
+    "MODEL.META_ARCHITECTURE",
+    "AutoFocusRCNN",
+    "MODEL.BACKBONE.NAME",
+    "mobilenet_v2_fpn",
+    "MODEL.FPN.OUT_CHANNELS",
+    "16",
+    "MODEL.ROI_BOX_HEAD.FC_DIM",
+    "32",
+    "MODEL.NUM_CLASSES",
+    "3",
+    "MODEL.RPN.PRE_NMS_TOPK_TRAIN",
+    "200",
+    "MODEL.RPN.POST_NMS_TOPK_TRAIN",
+    "50",
+    "MODEL.RPN.PRE_NMS_TOPK_TEST",
+    "200",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",
+    "50",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+    "32",
+    "AUTOFOCUS.HEAD_CHANNELS",
+    "8",
 ]
 
 
@@ -37,14 +53,21 @@ def _batch() -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
     gen = torch.Generator().manual_seed(1)
     images = [(torch.rand(3, 128, 128, generator=gen) * 255).to(torch.uint8) for _ in range(2)]
     targets = [
-        {"boxes": torch.tensor([[10.0, 12.0, 50.0, 60.0]]), "labels": torch.tensor([1]),
-         "ignore_boxes": torch.tensor([[70.0, 70.0, 80.0, 78.0]]),
-         "valid_range": torch.tensor([32.0, float("inf")]),
-         "focus_boxes": torch.tensor([[10.0, 12.0, 50.0, 60.0], [70.0, 70.0, 80.0, 78.0]]),
-         "focus_sizes": torch.tensor([43.8, 8.9]), "focus_ignore_boxes": torch.zeros(0, 4)},
-        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
-         "ignore_boxes": torch.tensor([[5.0, 5.0, 120.0, 120.0]]),
-         "valid_range": torch.tensor([10.0, 80.0])},
+        {
+            "boxes": torch.tensor([[10.0, 12.0, 50.0, 60.0]]),
+            "labels": torch.tensor([1]),
+            "ignore_boxes": torch.tensor([[70.0, 70.0, 80.0, 78.0]]),
+            "valid_range": torch.tensor([32.0, float("inf")]),
+            "focus_boxes": torch.tensor([[10.0, 12.0, 50.0, 60.0], [70.0, 70.0, 80.0, 78.0]]),
+            "focus_sizes": torch.tensor([43.8, 8.9]),
+            "focus_ignore_boxes": torch.zeros(0, 4),
+        },
+        {
+            "boxes": torch.zeros(0, 4),
+            "labels": torch.zeros(0, dtype=torch.int64),
+            "ignore_boxes": torch.tensor([[5.0, 5.0, 120.0, 120.0]]),
+            "valid_range": torch.tensor([10.0, 80.0]),
+        },
     ]
     return images, targets
 
@@ -62,8 +85,13 @@ def test_train_step_gives_finite_losses_and_head_gradients() -> None:
     model = _model().train()
     images, targets = _batch()
     losses = model(images, targets)
-    assert set(losses) == {"loss_objectness", "loss_rpn_box_reg", "loss_classifier",
-                           "loss_box_reg", "loss_focus"}
+    assert set(losses) == {
+        "loss_objectness",
+        "loss_rpn_box_reg",
+        "loss_classifier",
+        "loss_box_reg",
+        "loss_focus",
+    }
     assert all(torch.isfinite(v) for v in losses.values())
     assert 0.0 < float(losses["loss_focus"].detach()) < 2.0  # ~log 2 at initialization
     sum(losses.values()).backward()

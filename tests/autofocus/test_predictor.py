@@ -10,12 +10,32 @@ from autofocus.config import setup_cfg
 from autofocus.predictor import AutoFocusPredictor
 
 TINY = [
-    "MODEL.META_ARCHITECTURE", "AutoFocusRCNN", "MODEL.BACKBONE.NAME", "mobilenet_v2_fpn",
-    "MODEL.FPN.OUT_CHANNELS", "16", "MODEL.ROI_BOX_HEAD.FC_DIM", "32", "MODEL.NUM_CLASSES", "3",
-    "MODEL.RPN.POST_NMS_TOPK_TEST", "50", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
-    "AUTOFOCUS.HEAD_CHANNELS", "8", "AUTOFOCUS.SCALES", "[[64, 64], 1.0]",
-    "AUTOFOCUS.VALID_RANGES", "[[-1, -1], [-1, -1]]", "AUTOFOCUS.THRESHOLDS", "[0.0]",
-    "AUTOFOCUS.DILATIONS", "[1]", "AUTOFOCUS.MIN_SIZES", "[1]",
+    "MODEL.META_ARCHITECTURE",
+    "AutoFocusRCNN",
+    "MODEL.BACKBONE.NAME",
+    "mobilenet_v2_fpn",
+    "MODEL.FPN.OUT_CHANNELS",
+    "16",
+    "MODEL.ROI_BOX_HEAD.FC_DIM",
+    "32",
+    "MODEL.NUM_CLASSES",
+    "3",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",
+    "50",
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+    "0.0",
+    "AUTOFOCUS.HEAD_CHANNELS",
+    "8",
+    "AUTOFOCUS.SCALES",
+    "[[64, 64], 1.0]",
+    "AUTOFOCUS.VALID_RANGES",
+    "[[-1, -1], [-1, -1]]",
+    "AUTOFOCUS.THRESHOLDS",
+    "[0.0]",
+    "AUTOFOCUS.DILATIONS",
+    "[1]",
+    "AUTOFOCUS.MIN_SIZES",
+    "[1]",
 ]
 
 

@@ -11,22 +11,27 @@ ABC = (5.0, 64.0, 90.0)
 
 
 def _labels(boxes, map_size=(4, 4), **kwargs) -> torch.Tensor:
-    return focus_pixel_labels(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-                              map_size, 16, *ABC, **kwargs)
+    return focus_pixel_labels(
+        torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), map_size, 16, *ABC, **kwargs
+    )
 
 
 def test_positive_ignore_and_cell_edges() -> None:
-    labels = _labels([
-        [0, 0, 20, 20],    # size 20: positive, spills into cells 0 and 1 on both axes
-        [40, 40, 44, 43],  # size 3.5 <= a: ignore, inside cell (2, 2)
-        [16, 48, 32, 64],  # size 16, edges on cell borders: exactly cell (y=3, x=1)
-    ])
-    expected = torch.tensor([
-        [1, 1, 0, 0],
-        [1, 1, 0, 0],
-        [0, 0, -1, 0],
-        [0, 1, 0, 0],
-    ])
+    labels = _labels(
+        [
+            [0, 0, 20, 20],  # size 20: positive, spills into cells 0 and 1 on both axes
+            [40, 40, 44, 43],  # size 3.5 <= a: ignore, inside cell (2, 2)
+            [16, 48, 32, 64],  # size 16, edges on cell borders: exactly cell (y=3, x=1)
+        ]
+    )
+    expected = torch.tensor(
+        [
+            [1, 1, 0, 0],
+            [1, 1, 0, 0],
+            [0, 0, -1, 0],
+            [0, 1, 0, 0],
+        ]
+    )
     assert labels.dtype == torch.int64
     assert torch.equal(labels, expected)
 
@@ -73,11 +78,17 @@ def test_non_square_map_and_boxes_beyond_it() -> None:
 
 
 def test_batch_prefers_focus_boxes_and_falls_back_to_boxes() -> None:
-    plain = {"boxes": torch.tensor([[0.0, 0.0, 20.0, 20.0]]),
-             "ignore_boxes": torch.tensor([[48.0, 48.0, 64.0, 64.0]])}
-    focus = {"boxes": torch.zeros(0, 4), "ignore_boxes": torch.tensor([[0.0, 0.0, 64.0, 64.0]]),
-             "focus_boxes": torch.tensor([[32.0, 0.0, 40.0, 10.0]]),
-             "focus_sizes": torch.tensor([8.0]), "focus_ignore_boxes": torch.zeros(0, 4)}
+    plain = {
+        "boxes": torch.tensor([[0.0, 0.0, 20.0, 20.0]]),
+        "ignore_boxes": torch.tensor([[48.0, 48.0, 64.0, 64.0]]),
+    }
+    focus = {
+        "boxes": torch.zeros(0, 4),
+        "ignore_boxes": torch.tensor([[0.0, 0.0, 64.0, 64.0]]),
+        "focus_boxes": torch.tensor([[32.0, 0.0, 40.0, 10.0]]),
+        "focus_sizes": torch.tensor([8.0]),
+        "focus_ignore_boxes": torch.zeros(0, 4),
+    }
     labels = focus_pixel_labels_batch([plain, focus], (4, 4), 16, *ABC)
     assert labels.shape == (2, 4, 4)
     expected_plain = torch.zeros(4, 4, dtype=torch.int64)

@@ -14,14 +14,46 @@ from sniper.engine.defaults import default_argument_parser
 
 TRAIN_NET = Path(__file__).resolve().parents[2] / "projects" / "autofocus" / "train_net.py"
 OPTS = [
-    "MODEL.META_ARCHITECTURE", "AutoFocusRCNN", "AUTOFOCUS.HEAD_CHANNELS", "8",
-    "MODEL.NUM_CLASSES", "2", "SNIPER.TRAIN_SCALES", "[1.0]", "SNIPER.VALID_RANGES",
-    "[[-1, -1]]", "SNIPER.NEG_MIN_PROPOSALS", "[1]", "SNIPER.CHIP_SIZE", "96",
-    "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "3",
-    "SOLVER.STEPS", "(2,)", "SOLVER.WARMUP_ITERS", "1", "SOLVER.CHECKPOINT_PERIOD", "2",
-    "MODEL.RPN.PRE_NMS_TOPK_TEST", "100", "MODEL.RPN.POST_NMS_TOPK_TEST", "50",
-    "AUTOFOCUS.SCALES", "[[100, 100], 1.0]", "AUTOFOCUS.VALID_RANGES", "[[40, -1], [-1, 40]]",
-    "AUTOFOCUS.THRESHOLDS", "[0.0]", "AUTOFOCUS.DILATIONS", "[1]", "AUTOFOCUS.MIN_SIZES", "[2]",
+    "MODEL.META_ARCHITECTURE",
+    "AutoFocusRCNN",
+    "AUTOFOCUS.HEAD_CHANNELS",
+    "8",
+    "MODEL.NUM_CLASSES",
+    "2",
+    "SNIPER.TRAIN_SCALES",
+    "[1.0]",
+    "SNIPER.VALID_RANGES",
+    "[[-1, -1]]",
+    "SNIPER.NEG_MIN_PROPOSALS",
+    "[1]",
+    "SNIPER.CHIP_SIZE",
+    "96",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "SOLVER.MAX_ITER",
+    "3",
+    "SOLVER.STEPS",
+    "(2,)",
+    "SOLVER.WARMUP_ITERS",
+    "1",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "2",
+    "MODEL.RPN.PRE_NMS_TOPK_TEST",
+    "100",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",
+    "50",
+    "AUTOFOCUS.SCALES",
+    "[[100, 100], 1.0]",
+    "AUTOFOCUS.VALID_RANGES",
+    "[[40, -1], [-1, 40]]",
+    "AUTOFOCUS.THRESHOLDS",
+    "[0.0]",
+    "AUTOFOCUS.DILATIONS",
+    "[1]",
+    "AUTOFOCUS.MIN_SIZES",
+    "[2]",
 ]
 GT = {i: [([10 + 7 * i, 12, 30, 24], 0), ([90, 60 + 5 * i, 50, 60], 1)] for i in range(3)}
 
@@ -43,8 +75,16 @@ def _train_net():
 
 
 def _opts(name: str, out: Path) -> list[str]:
-    return [*SLIM_MODEL_OPTS, *OPTS, "OUTPUT_DIR", str(out), "DATASETS.TRAIN", f"('{name}',)",
-            "DATASETS.TEST", f"('{name}',)"]
+    return [
+        *SLIM_MODEL_OPTS,
+        *OPTS,
+        "OUTPUT_DIR",
+        str(out),
+        "DATASETS.TRAIN",
+        f"('{name}',)",
+        "DATASETS.TEST",
+        f"('{name}',)",
+    ]
 
 
 def test_train_then_eval_only(dataset, tmp_path) -> None:
@@ -63,8 +103,13 @@ def test_train_then_eval_only(dataset, tmp_path) -> None:
     assert "loss_focus" in lines[0] and lines[0]["loss_focus"] > 0
     assert (out / "model_final.pth").is_file()
 
-    eval_args = default_argument_parser().parse_args([
-        "--eval-only", *_opts(dataset, tmp_path / "eval"), "MODEL.WEIGHTS",
-        str(out / "model_final.pth")])
+    eval_args = default_argument_parser().parse_args(
+        [
+            "--eval-only",
+            *_opts(dataset, tmp_path / "eval"),
+            "MODEL.WEIGHTS",
+            str(out / "model_final.pth"),
+        ]
+    )
     again = train_net.main(eval_args)
     assert again[dataset]["bbox"] == pytest.approx(res["bbox"], nan_ok=True)

@@ -30,8 +30,9 @@ def test_heatmap_blend_uses_the_jet_colours() -> None:
     heat = np.zeros((4, 4), np.float32)
     heat[1, 2] = 1.0
     out = draw_heatmap(image, heat, alpha=1.0)
-    jet = cv2.cvtColor(cv2.applyColorMap(np.array([[0, 255]], np.uint8), cv2.COLORMAP_JET),
-                       cv2.COLOR_BGR2RGB)
+    jet = cv2.cvtColor(
+        cv2.applyColorMap(np.array([[0, 255]], np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB
+    )
     assert out[1, 2].tolist() == jet[0, 1].tolist() and out[0, 0].tolist() == jet[0, 0].tolist()
     assert np.array_equal(draw_heatmap(image, heat, alpha=0.0), image)
 
@@ -41,13 +42,16 @@ def _result() -> dict:
     prob[12, 12] = 1.0
     return {
         "focus_maps": [[FocusMap(prob, 1.0, (0.0, 0.0), 16.0)], [], []],
-        "chips_per_scale": [np.array([[0, 0, 256, 256]], np.float32),
-                            np.array([[40, 120, 120, 200]], np.float32),
-                            np.array([[150, 150, 230, 230]], np.float32)],
+        "chips_per_scale": [
+            np.array([[0, 0, 256, 256]], np.float32),
+            np.array([[40, 120, 120, 200]], np.float32),
+            np.array([[150, 150, 230, 230]], np.float32),
+        ],
         "pixels_per_scale": [65536, 6400, 25600],
         "full_pixels_per_scale": [65536, 65536, 262144],
         "boxes": torch.tensor([[180.0, 100.0, 240.0, 130.0]]),
-        "scores": torch.tensor([0.9]), "classes": torch.tensor([3]),
+        "scores": torch.tensor([0.9]),
+        "classes": torch.tensor([3]),
     }
 
 
@@ -73,13 +77,36 @@ def test_cli_writes_one_png_per_image(tmp_path) -> None:
     path = tmp_path / "img.png"
     rng = np.random.default_rng(0)
     cv2.imwrite(str(path), rng.integers(0, 255, (96, 128, 3), dtype=np.uint8))
-    argv = ["--config-file", "", "MODEL.META_ARCHITECTURE", "AutoFocusRCNN",
-            "--input", str(path), "--output", str(tmp_path / "out"),
-            "MODEL.BACKBONE.NAME", "mobilenet_v2_fpn", "MODEL.FPN.OUT_CHANNELS", "16",
-            "MODEL.ROI_BOX_HEAD.FC_DIM", "32", "MODEL.NUM_CLASSES", "3",
-            "AUTOFOCUS.HEAD_CHANNELS", "8", "AUTOFOCUS.SCALES", "[[64, 64], 1.0]",
-            "AUTOFOCUS.VALID_RANGES", "[[40, -1], [-1, 40]]", "AUTOFOCUS.THRESHOLDS", "[0.0]",
-            "AUTOFOCUS.DILATIONS", "[1]", "AUTOFOCUS.MIN_SIZES", "[2]"]
+    argv = [
+        "--config-file",
+        "",
+        "MODEL.META_ARCHITECTURE",
+        "AutoFocusRCNN",
+        "--input",
+        str(path),
+        "--output",
+        str(tmp_path / "out"),
+        "MODEL.BACKBONE.NAME",
+        "mobilenet_v2_fpn",
+        "MODEL.FPN.OUT_CHANNELS",
+        "16",
+        "MODEL.ROI_BOX_HEAD.FC_DIM",
+        "32",
+        "MODEL.NUM_CLASSES",
+        "3",
+        "AUTOFOCUS.HEAD_CHANNELS",
+        "8",
+        "AUTOFOCUS.SCALES",
+        "[[64, 64], 1.0]",
+        "AUTOFOCUS.VALID_RANGES",
+        "[[40, -1], [-1, 40]]",
+        "AUTOFOCUS.THRESHOLDS",
+        "[0.0]",
+        "AUTOFOCUS.DILATIONS",
+        "[1]",
+        "AUTOFOCUS.MIN_SIZES",
+        "[2]",
+    ]
     assert main(argv) == 0
     written = cv2.imread(str(tmp_path / "out" / "img_autofocus.png"))
     assert written is not None and written.shape == (96, 128, 3)
@@ -90,6 +117,5 @@ def test_cli_rejects_unknown_flags_and_odd_overrides() -> None:
         parse_args(["--input", "x", "--bogus", "1"])
     with pytest.raises(SystemExit):
         parse_args(["--input", "x", "MODEL.WEIGHTS"])
-    args = parse_args(["MODEL.WEIGHTS", "w.pth", "--input", "a", "--input", "b", "--", "K",
-                       "V"])
+    args = parse_args(["MODEL.WEIGHTS", "w.pth", "--input", "a", "--input", "b", "--", "K", "V"])
     assert args.input == ["a", "b"] and args.opts == ["MODEL.WEIGHTS", "w.pth", "K", "V"]

@@ -9,8 +9,7 @@ from planner_strategies import images_with_boxes, plan_settings
 
 from chipping import planner
 
-SETTINGS = settings(max_examples=500, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PLAN_FIELDS = ("image_index", "scale_index", "chips_scaled", "factors", "counts")
 
 
@@ -26,8 +25,9 @@ def test_positive_chips_agree(data, setting):
     scales, ranges, chip, stride, jitter, seed = setting
     kw = dict(jitter=jitter, seed=seed)
     a = planner.plan_positive_chips_batch(boxes, sizes, scales, ranges, chip, stride, **kw)
-    b = planner.plan_positive_chips_batch(boxes, sizes, scales, ranges, chip, stride, **kw,
-                                          backend="reference")
+    b = planner.plan_positive_chips_batch(
+        boxes, sizes, scales, ranges, chip, stride, **kw, backend="reference"
+    )
     assert_plans_equal(a, b)
 
 
@@ -36,8 +36,9 @@ def test_positive_chips_agree(data, setting):
 def test_assignment_agrees(data, setting, extra):
     boxes, sizes = data
     scales, ranges, chip, stride, jitter, seed = setting
-    plan = planner.plan_positive_chips_batch(boxes, sizes, scales, ranges, chip, stride,
-                                             jitter=jitter, seed=seed)
+    plan = planner.plan_positive_chips_batch(
+        boxes, sizes, scales, ranges, chip, stride, jitter=jitter, seed=seed
+    )
     rng = np.random.default_rng(extra.draw(st.integers(0, 2**32 - 1)))
     crowd = [rng.random(len(b)) < 0.2 for b in boxes]
     min_inside = extra.draw(st.floats(0, 1))
@@ -58,14 +59,15 @@ def test_negative_chips_agree(data, setting, extra):
     rng = np.random.default_rng(extra.draw(st.integers(0, 2**32 - 1)))
     from planner_strategies import random_boxes
 
-    proposals = [random_boxes(rng, h, w, int(rng.integers(0, 150)), min_size=4)
-                 for h, w in sizes]
+    proposals = [random_boxes(rng, h, w, int(rng.integers(0, 150)), min_size=4) for h, w in sizes]
     mins = [extra.draw(st.integers(0, 12)) for _ in scales]
     kw = dict(min_proposals=mins, jitter=jitter, seed=seed)
-    a = planner.plan_negative_chips_batch(proposals, sizes, positive, scales, ranges, chip,
-                                          stride, **kw)
-    b = planner.plan_negative_chips_batch(proposals, sizes, positive, scales, ranges, chip,
-                                          stride, **kw, backend="reference")
+    a = planner.plan_negative_chips_batch(
+        proposals, sizes, positive, scales, ranges, chip, stride, **kw
+    )
+    b = planner.plan_negative_chips_batch(
+        proposals, sizes, positive, scales, ranges, chip, stride, **kw, backend="reference"
+    )
     assert_plans_equal(a, b)
 
 
@@ -98,8 +100,9 @@ def test_batch_equals_single_image_calls():
     boxes = [random_boxes(rng, h, w, 20) for h, w in sizes]
     batch = planner.plan_positive_chips_batch(boxes, sizes, jitter=True, seed=11)
     for i, (b, size) in enumerate(zip(boxes, sizes, strict=True)):
-        single = planner.plan_positive_chips(b, tuple(size), jitter=True,
-                                             seed=planner.image_seed(11, i))
+        single = planner.plan_positive_chips(
+            b, tuple(size), jitter=True, seed=planner.image_seed(11, i)
+        )
         np.testing.assert_array_equal(batch.for_image(i).chips_scaled, single.chips_scaled)
 
 

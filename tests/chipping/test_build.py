@@ -32,9 +32,11 @@ def test_stale_build_raises_import_error(monkeypatch: pytest.MonkeyPatch, built)
     else:
         monkeypatch.setattr(_planner, "ABI_VERSION", built)
     monkeypatch.setattr(_backend, "_checked", None)
-    expected = (f"the compiled chipping._planner is stale (built from version "
-                f"{'none' if built is None else built}, sources are {_backend.ABI_VERSION}): "
-                f"rebuild with pip install -e .")
+    expected = (
+        f"the compiled chipping._planner is stale (built from version "
+        f"{'none' if built is None else built}, sources are {_backend.ABI_VERSION}): "
+        f"rebuild with pip install -e ."
+    )
     with pytest.raises(ImportError, match=re.escape(expected)):
         planner.plan_positive_chips(np.zeros((0, 4), np.float32), (100, 100))
     # The reference twin does not depend on the build.
@@ -48,8 +50,9 @@ def test_current_build_passes_the_check(monkeypatch: pytest.MonkeyPatch) -> None
 
 def _stub_signatures() -> dict[str, list[str]]:
     tree = ast.parse((ROOT / "chipping" / "_planner.pyi").read_text())
-    return {n.name: [a.arg for a in n.args.args] for n in tree.body
-            if isinstance(n, ast.FunctionDef)}
+    return {
+        n.name: [a.arg for a in n.args.args] for n in tree.body if isinstance(n, ast.FunctionDef)
+    }
 
 
 def test_stub_lists_every_export_with_the_binding_arguments() -> None:
@@ -61,10 +64,10 @@ def test_stub_lists_every_export_with_the_binding_arguments() -> None:
     for name, args in stub.items():
         # pybind11 signatures: "name(arg0: type, arg1: type, ...) -> dict".
         doc = getattr(_planner, name).__doc__.splitlines()[0]
-        assert re.findall(r"(\w+): ", doc[doc.index("(") + 1:]) == args, name
+        assert re.findall(r"(\w+): ", doc[doc.index("(") + 1 :]) == args, name
         # ... and the reference twin takes the same arguments.
         ref = getattr(_reference, name)
-        assert list(ref.__code__.co_varnames[:ref.__code__.co_argcount]) == args, name
+        assert list(ref.__code__.co_varnames[: ref.__code__.co_argcount]) == args, name
 
 
 def test_chipping_all_is_explicit() -> None:
@@ -77,6 +80,7 @@ def test_chipping_all_is_explicit() -> None:
 @pytest.mark.skipif(shutil.which("clang-format") is None, reason="clang-format not installed")
 def test_csrc_is_clang_formatted() -> None:
     files = sorted(str(p) for p in CSRC.iterdir() if p.suffix in (".cpp", ".h"))
-    result = subprocess.run(["clang-format", "--dry-run", "--Werror", *files], cwd=ROOT,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["clang-format", "--dry-run", "--Werror", *files], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr

@@ -12,8 +12,7 @@ from planner_strategies import images_with_boxes, plan_settings, random_boxes
 from chipping import planner
 from chipping.scales import parse_ranges, parse_scales
 
-SETTINGS = settings(max_examples=200, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def candidate_grid(length: int, chip: int, stride: int) -> tuple[list[int], int]:
@@ -25,8 +24,11 @@ def candidate_grid(length: int, chip: int, stride: int) -> tuple[list[int], int]
 
 def canvas(h: int, w: int, scale) -> tuple[float, int, int]:
     row = parse_scales([scale])[0]
-    f = row[1] if row[0] == 0 else min(row[1] / min(h, w),
-                                       row[2] / max(h, w) if row[2] > 0 else math.inf)
+    f = (
+        row[1]
+        if row[0] == 0
+        else min(row[1] / min(h, w), row[2] / max(h, w) if row[2] > 0 else math.inf)
+    )
     return f, max(1, math.floor(w * f + 0.5)), max(1, math.floor(h * f + 0.5))
 
 
@@ -39,8 +41,9 @@ def contains(chip, box) -> bool:
 def test_cover_invariants(data, setting):
     boxes, sizes = data
     scales, ranges, chip, stride, _, seed = setting
-    plan = planner.plan_positive_chips_batch(boxes, sizes, scales, ranges, chip, stride,
-                                             jitter=False, seed=seed)
+    plan = planner.plan_positive_chips_batch(
+        boxes, sizes, scales, ranges, chip, stride, jitter=False, seed=seed
+    )
     lims = parse_ranges(ranges, len(scales))
     for i, ((h, w), b) in enumerate(zip(sizes, boxes, strict=True)):
         for s, scale in enumerate(scales):
@@ -82,8 +85,9 @@ def test_negative_chips_keep_only_dense_chips(seed, min_props):
     proposals = random_boxes(rng, h, w, int(rng.integers(0, 300)), min_size=4)
     scales, ranges = [1.5, 0.7], [(-1, 60), (40, -1)]
     pos = planner.plan_positive_chips(gt, (h, w), scales, ranges, 256, 32)
-    neg = planner.plan_negative_chips(proposals, (h, w), pos, scales, ranges, 256, 32,
-                                      min_proposals=[min_props, min_props])
+    neg = planner.plan_negative_chips(
+        proposals, (h, w), pos, scales, ranges, 256, 32, min_proposals=[min_props, min_props]
+    )
     assert (neg.counts > min_props).all()
     # No negative chip lies inside... more precisely: no remaining proposal cluster is left
     # that a candidate chip would hold more than min_props of.
@@ -92,10 +96,12 @@ def test_negative_chips_keep_only_dense_chips(seed, min_props):
         f, cw, ch = canvas(h, w, scale)
         p = proposals.astype(np.float64)
         size = np.sqrt((p[:, 2] - p[:, 0]) * (p[:, 3] - p[:, 1]))
-        p = np.minimum(p[(size >= lims[s, 0]) & (size < lims[s, 1]) & (size > 0)] * f,
-                       [cw, ch, cw, ch])
-        taken = np.concatenate([pos.chips_scaled[pos.scale_index == s],
-                                neg.chips_scaled[neg.scale_index == s]])
+        p = np.minimum(
+            p[(size >= lims[s, 0]) & (size < lims[s, 1]) & (size > 0)] * f, [cw, ch, cw, ch]
+        )
+        taken = np.concatenate(
+            [pos.chips_scaled[pos.scale_index == s], neg.chips_scaled[neg.scale_index == s]]
+        )
         left = [bx for bx in p if not any(contains(c, bx) for c in taken)]
         xs, kw = candidate_grid(cw, 256, 32)
         ys, kh = candidate_grid(ch, 256, 32)
@@ -132,6 +138,8 @@ def test_same_seed_same_chips_and_jitter_varies():
     a = planner.plan_positive_chips(boxes, (480, 640), jitter=True, seed=7)
     b = planner.plan_positive_chips(boxes, (480, 640), jitter=True, seed=7)
     np.testing.assert_array_equal(a.chips_scaled, b.chips_scaled)
-    others = {planner.plan_positive_chips(boxes, (480, 640), jitter=True, seed=s)
-              .chips_scaled.tobytes() for s in range(10)}
+    others = {
+        planner.plan_positive_chips(boxes, (480, 640), jitter=True, seed=s).chips_scaled.tobytes()
+        for s in range(10)
+    }
     assert len(others) > 1

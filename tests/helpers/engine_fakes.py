@@ -13,19 +13,44 @@ from sniper.engine.trainer import SniperTrainer
 
 # The slim real model: MobileNetV2-FPN with narrow heads and few samples (64x64 chips).
 SLIM_MODEL_OPTS = [
-    "MODEL.BACKBONE.NAME", "mobilenet_v2_fpn", "MODEL.NUM_CLASSES", "3",
-    "MODEL.FPN.OUT_CHANNELS", "32", "MODEL.ROI_BOX_HEAD.FC_DIM", "64",
-    "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "200", "MODEL.RPN.POST_NMS_TOPK_TRAIN", "100",
-    "MODEL.RPN.BATCH_SIZE_PER_IMAGE", "64", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32",
+    "MODEL.BACKBONE.NAME",
+    "mobilenet_v2_fpn",
+    "MODEL.NUM_CLASSES",
+    "3",
+    "MODEL.FPN.OUT_CHANNELS",
+    "32",
+    "MODEL.ROI_BOX_HEAD.FC_DIM",
+    "64",
+    "MODEL.RPN.PRE_NMS_TOPK_TRAIN",
+    "200",
+    "MODEL.RPN.POST_NMS_TOPK_TRAIN",
+    "100",
+    "MODEL.RPN.BATCH_SIZE_PER_IMAGE",
+    "64",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+    "32",
 ]
 
 
 def make_cfg(output_dir: Any, *opts: Any) -> Any:
     """A frozen config writing to `output_dir`, with short schedules and `opts` on top."""
     base = [
-        "OUTPUT_DIR", str(output_dir), "SOLVER.MAX_ITER", "6", "SOLVER.STEPS", "(4,)",
-        "SOLVER.WARMUP_ITERS", "2", "SOLVER.BASE_LR", "0.01", "SOLVER.IMS_PER_BATCH", "2",
-        "SOLVER.CHECKPOINT_PERIOD", "3", "MODEL.NUM_CLASSES", "3",
+        "OUTPUT_DIR",
+        str(output_dir),
+        "SOLVER.MAX_ITER",
+        "6",
+        "SOLVER.STEPS",
+        "(4,)",
+        "SOLVER.WARMUP_ITERS",
+        "2",
+        "SOLVER.BASE_LR",
+        "0.01",
+        "SOLVER.IMS_PER_BATCH",
+        "2",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "3",
+        "MODEL.NUM_CLASSES",
+        "3",
     ]
     return setup_cfg("", [*base, *(str(o) for o in opts)])
 
@@ -46,8 +71,9 @@ class FakeChipLoader:
         return self
 
     def __next__(self) -> list[tuple[Tensor, dict[str, Tensor]]]:
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 1009
-                                            + self.batch_in_epoch)
+        gen = torch.Generator().manual_seed(
+            self.seed * 1_000_003 + self.epoch * 1009 + self.batch_in_epoch
+        )
         batch = [self._chip(gen) for _ in range(self.chips)]
         self.batch_in_epoch += 1
         if self.batch_in_epoch == self.batches:
@@ -163,8 +189,16 @@ def write_coco_dataset(
         cv2.imwrite(os.path.join(root, "images", f"{i}.png"), np.full((h, w, 3), 128, np.uint8))
         images.append({"id": 10 + i, "file_name": f"{i}.png", "height": h, "width": w})
         for bbox, cat in boxes.get(i, []):
-            anns.append({"id": len(anns) + 1, "image_id": 10 + i, "category_id": 5 + 2 * cat,
-                         "bbox": list(bbox), "area": bbox[2] * bbox[3], "iscrowd": 0})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": 10 + i,
+                    "category_id": 5 + 2 * cat,
+                    "bbox": list(bbox),
+                    "area": bbox[2] * bbox[3],
+                    "iscrowd": 0,
+                }
+            )
     cats = [{"id": 5 + 2 * k, "name": n} for k, n in enumerate(categories)]
     json_file = os.path.join(root, "instances.json")
     with open(json_file, "w", encoding="utf-8") as f:
@@ -191,8 +225,14 @@ class restore_loggers:
     def __enter__(self) -> restore_loggers:
         import logging
 
-        self._saved = {n: (list(logging.getLogger(n).handlers), logging.getLogger(n).propagate,
-                           logging.getLogger(n).level) for n in self.NAMES}
+        self._saved = {
+            n: (
+                list(logging.getLogger(n).handlers),
+                logging.getLogger(n).propagate,
+                logging.getLogger(n).level,
+            )
+            for n in self.NAMES
+        }
         return self
 
     def __exit__(self, *exc: Any) -> None:

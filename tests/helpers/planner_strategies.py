@@ -6,8 +6,9 @@ import numpy as np
 from hypothesis import strategies as st
 
 
-def random_boxes(rng: np.random.Generator, height: int, width: int, n: int,
-                 min_size: float = 1.0) -> np.ndarray:
+def random_boxes(
+    rng: np.random.Generator, height: int, width: int, n: int, min_size: float = 1.0
+) -> np.ndarray:
     """n float32 XYXY boxes inside (height, width), sizes log-uniform from min_size px."""
     hi = max(min_size * 1.01, 0.95 * min(height, width))
     s = np.exp(rng.uniform(np.log(min_size), np.log(hi), n))
@@ -35,9 +36,13 @@ def images_with_boxes(draw, max_images: int = 4, max_side: int = 900, max_boxes:
 
 
 scale_lists = st.lists(
-    st.one_of(st.floats(0.2, 3.5),
-              st.tuples(st.integers(64, 1400), st.one_of(st.just(-1), st.integers(64, 2000)))),
-    min_size=1, max_size=3)
+    st.one_of(
+        st.floats(0.2, 3.5),
+        st.tuples(st.integers(64, 1400), st.one_of(st.just(-1), st.integers(64, 2000))),
+    ),
+    min_size=1,
+    max_size=3,
+)
 
 
 @st.composite

@@ -35,12 +35,19 @@ def _noise_image(path, height: int, width: int, seed: int = 0) -> np.ndarray:
 
 def _spec(path, flip: bool) -> ChipSpec:
     return ChipSpec(
-        image_index=0, file_name=str(path), image_size=(40, 60), scale_index=0, factor=1.0,
-        canvas_box=(10, 5, 50, 35), chip_size=64,  # 40 x 30 px of content, padded to 64
+        image_index=0,
+        file_name=str(path),
+        image_size=(40, 60),
+        scale_index=0,
+        factor=1.0,
+        canvas_box=(10, 5, 50, 35),
+        chip_size=64,  # 40 x 30 px of content, padded to 64
         boxes=np.array([[2.0, 3.0, 12.0, 13.0], [20.0, 10.0, 40.0, 30.0]], np.float32),
         classes=np.array([0, 2], np.int64),
         ignore_boxes=np.array([[30.0, 0.0, 38.0, 10.0], [0.0, 20.0, 5.0, 30.0]], np.float32),
-        valid_range=(0.0, 100.0), flip=flip)
+        valid_range=(0.0, 100.0),
+        flip=flip,
+    )
 
 
 def test_flipped_chip_mirrors_pixels_boxes_and_ignore_boxes(tmp_path) -> None:
@@ -75,21 +82,51 @@ def flip_dataset(tmp_path):
         path = tmp_path / f"{i}.png"
         _noise_image(path, 96, 128, seed=i)
         boxes = np.array([[4, 6, 20, 30], [50, 40, 70, 60], [100, 70, 124, 90]], np.float32)
-        records.append(dict(file_name=str(path), image_id=i + 1, height=96, width=128,
-                            boxes=boxes + i, classes=np.array([0, 1, 0], np.int64)))
+        records.append(
+            dict(
+                file_name=str(path),
+                image_id=i + 1,
+                height=96,
+                width=128,
+                boxes=boxes + i,
+                classes=np.array([0, 1, 0], np.int64),
+            )
+        )
     DatasetCatalog.register(FLIP_DATASET, lambda: records)
     yield records
     DatasetCatalog.remove(FLIP_DATASET)
 
 
 def _flip_loader(random_flip: str):
-    cfg = setup_cfg("", [
-        "DATASETS.TRAIN", f"('{FLIP_DATASET}',)", "INPUT.RANDOM_FLIP", random_flip,
-        "INPUT.FORMAT", "BGR", "SNIPER.TRAIN_SCALES", "[1.0]", "SNIPER.VALID_RANGES",
-        "[[-1, -1]]", "SNIPER.CHIP_SIZE", "64", "SNIPER.CHIP_STRIDE", "32",
-        "SNIPER.NEG_CHIPS_PER_IMAGE", "0", "SNIPER.NEG_MIN_PROPOSALS", "[0]",
-        "SOLVER.IMS_PER_BATCH", "3",
-        "DATALOADER.NUM_WORKERS", "0", "SEED", "5"])
+    cfg = setup_cfg(
+        "",
+        [
+            "DATASETS.TRAIN",
+            f"('{FLIP_DATASET}',)",
+            "INPUT.RANDOM_FLIP",
+            random_flip,
+            "INPUT.FORMAT",
+            "BGR",
+            "SNIPER.TRAIN_SCALES",
+            "[1.0]",
+            "SNIPER.VALID_RANGES",
+            "[[-1, -1]]",
+            "SNIPER.CHIP_SIZE",
+            "64",
+            "SNIPER.CHIP_STRIDE",
+            "32",
+            "SNIPER.NEG_CHIPS_PER_IMAGE",
+            "0",
+            "SNIPER.NEG_MIN_PROPOSALS",
+            "[0]",
+            "SOLVER.IMS_PER_BATCH",
+            "3",
+            "DATALOADER.NUM_WORKERS",
+            "0",
+            "SEED",
+            "5",
+        ],
+    )
     return build_train_loader(cfg), ChipMapper("BGR", list(cfg.MODEL.PIXEL_MEAN)[::-1])
 
 
@@ -102,7 +139,7 @@ def _epoch_flips(random_flip: str) -> list[bool]:
             batch = next(loader)
             assert len(batch) == len(specs)
             for spec, (image, target) in zip(specs, batch, strict=True):
-                (plain, plain_target), = mapper([dataclasses.replace(spec, flip=False)])
+                ((plain, plain_target),) = mapper([dataclasses.replace(spec, flip=False)])
                 w, h = spec.width, spec.height
                 if spec.flip:
                     mirrored = plain_target["boxes"].numpy().copy()
@@ -139,13 +176,28 @@ RIGHT = [200.0, 10.0, 230.0, 40.0]
 def _min_inside_chips(tmp_path, min_inside: float) -> dict[tuple, tuple[list, list]]:
     path = tmp_path / "wide.png"
     _noise_image(path, 128, 256)
-    record = dict(file_name=str(path), image_id=1, height=128, width=256,
-                  boxes=np.array([LEFT, MIDDLE, RIGHT], np.float32),
-                  classes=np.array([0, 1, 2], np.int64))
-    sampler = ChipSampler([record], [1.0], [[-1, -1]], chip_size=128, stride=32,
-                          min_inside=min_inside, min_box_size=0.0, flip=False)
-    return {c.canvas_box: (c.boxes.tolist(), c.ignore_boxes.tolist(), c.classes.tolist())
-            for c in sampler.epoch_chips(0)}
+    record = dict(
+        file_name=str(path),
+        image_id=1,
+        height=128,
+        width=256,
+        boxes=np.array([LEFT, MIDDLE, RIGHT], np.float32),
+        classes=np.array([0, 1, 2], np.int64),
+    )
+    sampler = ChipSampler(
+        [record],
+        [1.0],
+        [[-1, -1]],
+        chip_size=128,
+        stride=32,
+        min_inside=min_inside,
+        min_box_size=0.0,
+        flip=False,
+    )
+    return {
+        c.canvas_box: (c.boxes.tolist(), c.ignore_boxes.tolist(), c.classes.tolist())
+        for c in sampler.epoch_chips(0)
+    }
 
 
 def test_min_inside_half_splits_valid_and_ignore(tmp_path) -> None:
@@ -163,10 +215,12 @@ def test_min_inside_half_splits_valid_and_ignore(tmp_path) -> None:
 def test_min_inside_strict_makes_the_cut_box_ignore(tmp_path) -> None:
     chips = _min_inside_chips(tmp_path, 0.8)
     assert chips[(0, 0, 128, 128)] == ([LEFT], [[100.0, 60.0, 128.0, 90.0]], [0])
-    assert chips[(32, 0, 160, 128)] == ([[68.0, 60.0, 108.0, 90.0]], [[0.0, 10.0, 8.0, 40.0]],
-                                        [1])
-    assert chips[(128, 0, 256, 128)] == ([[72.0, 10.0, 102.0, 40.0]],
-                                         [[0.0, 60.0, 12.0, 90.0]], [2])
+    assert chips[(32, 0, 160, 128)] == ([[68.0, 60.0, 108.0, 90.0]], [[0.0, 10.0, 8.0, 40.0]], [1])
+    assert chips[(128, 0, 256, 128)] == (
+        [[72.0, 10.0, 102.0, 40.0]],
+        [[0.0, 60.0, 12.0, 90.0]],
+        [2],
+    )
     assert len(chips) == 3
 
 
@@ -180,16 +234,31 @@ CLUSTER = [260.0, 200.0, 276.0, 216.0]  # 20 identical proposals, 60 px right of
 def _negative_sampler(tmp_path) -> ChipSampler:
     path = tmp_path / "big.png"
     _noise_image(path, 512, 512)
-    record = dict(file_name=str(path), image_id=1, height=512, width=512,
-                  boxes=np.array([GT], np.float32), classes=np.array([0], np.int64))
+    record = dict(
+        file_name=str(path),
+        image_id=1,
+        height=512,
+        width=512,
+        boxes=np.array([GT], np.float32),
+        classes=np.array([0], np.int64),
+    )
     proposals = [np.array([CLUSTER] * 20, np.float32)]
-    return ChipSampler([record], [1.0], [[-1, -1]], chip_size=128, stride=32, jitter=True,
-                       proposals=proposals, neg_per_image=5, neg_min_proposals=[10], seed=7)
+    return ChipSampler(
+        [record],
+        [1.0],
+        [[-1, -1]],
+        chip_size=128,
+        stride=32,
+        jitter=True,
+        proposals=proposals,
+        neg_per_image=5,
+        neg_min_proposals=[10],
+        seed=7,
+    )
 
 
 def _contains(box, inner) -> bool:
-    return box[0] <= inner[0] and box[1] <= inner[1] and box[2] >= inner[2] and \
-        box[3] >= inner[3]
+    return box[0] <= inner[0] and box[1] <= inner[1] and box[2] >= inner[2] and box[3] >= inner[3]
 
 
 def test_negative_chips_use_the_positives_of_their_own_epoch(tmp_path) -> None:

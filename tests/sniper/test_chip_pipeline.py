@@ -34,12 +34,20 @@ def make_records(tmp_path, n=6, seed=0):
             boxes.append([x, y, x + s, y + s])
         boxes = np.array(boxes, np.float32)
         for b in boxes.astype(int):
-            img[b[1]:b[3], b[0]:b[2]] = 255
+            img[b[1] : b[3], b[0] : b[2]] = 255
         path = str(tmp_path / f"{i}.png")
         cv2.imwrite(path, img)
-        records.append(dict(file_name=path, image_id=i + 1, height=h, width=w, boxes=boxes,
-                            classes=rng.integers(0, 3, len(boxes)).astype(np.int64),
-                            crowd_boxes=np.array([[0, 0, 20, 20]], np.float32)))
+        records.append(
+            dict(
+                file_name=path,
+                image_id=i + 1,
+                height=h,
+                width=w,
+                boxes=boxes,
+                classes=rng.integers(0, 3, len(boxes)).astype(np.int64),
+                crowd_boxes=np.array([[0, 0, 20, 20]], np.float32),
+            )
+        )
     return records
 
 
@@ -61,11 +69,16 @@ def test_valid_boxes_inside_chip_in_range_and_round_trip(tmp_path):
         assert (size < hi + 1e-3).all()
         # Round trip of the GT boxes fully inside the chip: within a pixel of where they were.
         ib = chip.image_box
-        inside = ((rec["boxes"][:, 0] >= ib[0]) & (rec["boxes"][:, 2] <= ib[2])
-                  & (rec["boxes"][:, 1] >= ib[1]) & (rec["boxes"][:, 3] <= ib[3]))
+        inside = (
+            (rec["boxes"][:, 0] >= ib[0])
+            & (rec["boxes"][:, 2] <= ib[2])
+            & (rec["boxes"][:, 1] >= ib[1])
+            & (rec["boxes"][:, 3] <= ib[3])
+        )
         full = rec["boxes"][inside]
-        rt = chip_to_image(image_to_chip(full, chip.canvas_box, chip.factor), chip.canvas_box,
-                           chip.factor)
+        rt = chip_to_image(
+            image_to_chip(full, chip.canvas_box, chip.factor), chip.canvas_box, chip.factor
+        )
         np.testing.assert_allclose(rt, full, atol=1e-3)
         gsize = np.sqrt((full[:, 2] - full[:, 0]) * (full[:, 3] - full[:, 1]))
         expected_valid = full[(gsize >= lo) & (gsize < hi)]
@@ -129,14 +142,15 @@ def test_mapper_crops_resizes_and_flips_consistently(tmp_path):
             img = image.permute(1, 2, 0).numpy()
             # Padding outside the chip's extent.
             if spec.width < 256:
-                assert (img[:, spec.width:] == [1, 2, 3]).all()
+                assert (img[:, spec.width :] == [1, 2, 3]).all()
             for b in target["boxes"].numpy():
                 cx, cy = int((b[0] + b[2]) / 2), int((b[1] + b[3]) / 2)
                 if b[2] - b[0] >= 6 and b[3] - b[1] >= 6:  # centre of a white GT box is white
                     assert img[cy, cx].min() > 200, (b, spec.flip)
             assert target["labels"].min().item() >= 1 if len(target["labels"]) else True
-            np.testing.assert_allclose(target["valid_range"].numpy(),
-                                       np.array(spec.valid_range) * spec.factor, rtol=1e-6)
+            np.testing.assert_allclose(
+                target["valid_range"].numpy(), np.array(spec.valid_range) * spec.factor, rtol=1e-6
+            )
 
 
 def test_cut_chip_matches_full_resize():
@@ -144,11 +158,14 @@ def test_cut_chip_matches_full_resize():
     image = (rng.random((90, 120, 3)) * 255).astype(np.uint8)
     image = cv2.GaussianBlur(image, (7, 7), 2)
     for factor in (0.5, 1.0, 2.0):
-        full = cv2.resize(image, (round(120 * factor), round(90 * factor)),
-                          interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
+        full = cv2.resize(
+            image,
+            (round(120 * factor), round(90 * factor)),
+            interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR,
+        )
         box = (8, 4, 8 + 40, 4 + 30)
         chip = cut_chip(image, box, factor)
-        ref = full[box[1]:box[3], box[0]:box[2]]
+        ref = full[box[1] : box[3], box[0] : box[2]]
         assert np.abs(chip.astype(int) - ref.astype(int)).max() <= 2
 
 
@@ -200,8 +217,7 @@ def test_negative_chips_from_a_proposals_file(tmp_path):
         c = rng.uniform(0, [r["width"] - 40, r["height"] - 40], (40, 2))
         props.append(np.concatenate([c, c + 30], axis=1).astype(np.float32))
     path = str(tmp_path / "proposals.npz")
-    save_proposals(path, [r["image_id"] for r in records], props,
-                   [np.ones(len(p)) for p in props])
+    save_proposals(path, [r["image_id"] for r in records], props, [np.ones(len(p)) for p in props])
     loaded = load_proposals(path, records)
     for a, b in zip(loaded, props, strict=True):
         np.testing.assert_allclose(a, b)

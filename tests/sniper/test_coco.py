@@ -16,13 +16,26 @@ from sniper.data.catalog import DatasetCatalog, MetadataCatalog
 from sniper.data.coco import load_coco_json, register_coco_instances
 
 RECORD_KEYS = {
-    "file_name", "image_id", "height", "width", "boxes", "classes", "crowd_boxes", "ann_ids"
+    "file_name",
+    "image_id",
+    "height",
+    "width",
+    "boxes",
+    "classes",
+    "crowd_boxes",
+    "ann_ids",
 }
 
 
 def _ann(ann_id, image_id, cat, bbox, iscrowd=0):
-    return {"id": ann_id, "image_id": image_id, "category_id": cat, "bbox": bbox,
-            "iscrowd": iscrowd, "area": 1.0}
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": cat,
+        "bbox": bbox,
+        "iscrowd": iscrowd,
+        "area": 1.0,
+    }
 
 
 def _write(tmp_path, data, name="ann.json"):
@@ -69,7 +82,8 @@ def _rules_dataset(tmp_path):
         ],
         "annotations": anns,
         "categories": [
-            {"id": 90, "name": "toothbrush"}, {"id": 1, "name": "person"},
+            {"id": 90, "name": "toothbrush"},
+            {"id": 1, "name": "person"},
             {"id": 5, "name": "airplane"},
         ],
     }
@@ -154,16 +168,21 @@ def test_clean_dataset_logs_info_and_does_not_warn(tmp_path, caplog):
         records = load_coco_json(json_file, str(tmp_path), check_images=False)
     np.testing.assert_array_equal(records[0]["boxes"], [[1, 2, 4, 6]])
     lines = [rec for rec in caplog.records if rec.name == "sniper.data"]
-    assert [(r.levelno, r.getMessage()) for r in lines] == [(
-        logging.INFO,
-        f"load_coco_json({json_file}): 1 images, 1 boxes, 0 crowd boxes; clipped 0 boxes; "
-        "dropped nothing",
-    )]
+    assert [(r.levelno, r.getMessage()) for r in lines] == [
+        (
+            logging.INFO,
+            f"load_coco_json({json_file}): 1 images, 1 boxes, 0 crowd boxes; clipped 0 boxes; "
+            "dropped nothing",
+        )
+    ]
 
 
 def _one_image(**image):
-    return {"images": [{"id": 7, "file_name": "x.png", "height": 10, "width": 10, **image}],
-            "annotations": [], "categories": []}
+    return {
+        "images": [{"id": 7, "file_name": "x.png", "height": 10, "width": 10, **image}],
+        "annotations": [],
+        "categories": [],
+    }
 
 
 def test_duplicate_image_id_is_an_error(tmp_path):
@@ -210,8 +229,11 @@ def test_register_coco_instances(tmp_path, meta_name):
     assert meta_name in DatasetCatalog.list()
     meta = MetadataCatalog.get(meta_name)
     assert meta.as_dict() == {
-        "name": meta_name, "json_file": os.path.abspath(json_file),
-        "image_root": os.path.abspath(root), "evaluator_type": "coco", "author": "me",
+        "name": meta_name,
+        "json_file": os.path.abspath(json_file),
+        "image_root": os.path.abspath(root),
+        "evaluator_type": "coco",
+        "author": "me",
     }
     with pytest.warns(UserWarning):
         records = DatasetCatalog.get(meta_name)
@@ -239,8 +261,11 @@ coord = st.one_of(
 @given(st.lists(st.tuples(coord, coord, coord, coord, st.booleans()), max_size=12))
 def test_kept_boxes_are_inside_and_at_least_one_pixel(tmp_path, boxes):
     anns = [_ann(i + 1, 1, 1, [x, y, w, h], int(c)) for i, (x, y, w, h, c) in enumerate(boxes)]
-    data = {"images": [{"id": 1, "file_name": "x.png", "height": 60, "width": 100}],
-            "annotations": anns, "categories": [{"id": 1, "name": "a"}]}
+    data = {
+        "images": [{"id": 1, "file_name": "x.png", "height": 60, "width": 100}],
+        "annotations": anns,
+        "categories": [{"id": 1, "name": "a"}],
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         (rec,) = load_coco_json(_write(tmp_path, data), str(tmp_path), check_images=False)
@@ -255,8 +280,12 @@ def test_kept_boxes_are_inside_and_at_least_one_pixel(tmp_path, boxes):
 def test_unknown_categories_reported_per_id_in_numeric_order(tmp_path, caplog):
     data = {
         "images": [{"id": 1, "file_name": "x.png", "height": 10, "width": 10}],
-        "annotations": [_ann(1, 1, 81, [1, 1, 2, 2]), _ann(2, 1, 9, [1, 1, 2, 2]),
-                        _ann(3, 1, 81, [1, 1, 2, 2]), _ann(4, 1, None, [1, 1, 2, 2])],
+        "annotations": [
+            _ann(1, 1, 81, [1, 1, 2, 2]),
+            _ann(2, 1, 9, [1, 1, 2, 2]),
+            _ann(3, 1, 81, [1, 1, 2, 2]),
+            _ann(4, 1, None, [1, 1, 2, 2]),
+        ],
         "categories": [{"id": 3, "name": "thing"}],
     }
     json_file = _write(tmp_path, data)

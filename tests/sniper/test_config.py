@@ -52,11 +52,15 @@ def test_defaults_follow_design() -> None:
     cfg = add_sniper_config(get_cfg())
     assert parse_scale_list(cfg.SNIPER.TRAIN_SCALES) == [3.0, 1.667, (512.0, 512.0)]
     assert parse_valid_ranges(cfg.SNIPER.VALID_RANGES) == [
-        (0.0, 80.0), (32.0, 150.0), (120.0, math.inf)
+        (0.0, 80.0),
+        (32.0, 150.0),
+        (120.0, math.inf),
     ]
     assert cfg.SNIPER.NEG_MIN_PROPOSALS == [25, 10, 10]
     assert parse_scale_list(cfg.SNIPER.TEST_SCALES) == [
-        (1400.0, 2000.0), (800.0, 1280.0), (512.0, 512.0)
+        (1400.0, 2000.0),
+        (800.0, 1280.0),
+        (512.0, 512.0),
     ]
     assert cfg.SNIPER.CHIP_SIZE == 512 and cfg.SNIPER.CHIP_STRIDE == 32
     assert cfg.SOLVER.MOMENTUM == 0.9 and cfg.SOLVER.WEIGHT_DECAY == 1e-4
@@ -88,14 +92,28 @@ def test_odd_override_list_is_rejected() -> None:
 
 
 def test_base_inheritance_and_override_order(tmp_path: Path) -> None:
-    _write(tmp_path / "base.yaml",
-           "SNIPER:\n  CHIP_SIZE: 256\nSOLVER:\n  BASE_LR: 0.01\n  MAX_ITER: 10\n")
-    child = _write(tmp_path / "child.yaml",
-                   "_BASE_: base.yaml\nSOLVER:\n  BASE_LR: 0.005\n"
-                   "MODEL:\n  BACKBONE:\n    NAME: mobilenet_v2_fpn\n")
-    cfg = setup_cfg(child, ["SOLVER.MAX_ITER", "20", "SNIPER.TRAIN_SCALES", "[2.0, [512, 512]]",
-                            "SNIPER.VALID_RANGES", "[[-1, 100], [80, -1]]",
-                            "SNIPER.NEG_MIN_PROPOSALS", "[25, 10]"])
+    _write(
+        tmp_path / "base.yaml",
+        "SNIPER:\n  CHIP_SIZE: 256\nSOLVER:\n  BASE_LR: 0.01\n  MAX_ITER: 10\n",
+    )
+    child = _write(
+        tmp_path / "child.yaml",
+        "_BASE_: base.yaml\nSOLVER:\n  BASE_LR: 0.005\n"
+        "MODEL:\n  BACKBONE:\n    NAME: mobilenet_v2_fpn\n",
+    )
+    cfg = setup_cfg(
+        child,
+        [
+            "SOLVER.MAX_ITER",
+            "20",
+            "SNIPER.TRAIN_SCALES",
+            "[2.0, [512, 512]]",
+            "SNIPER.VALID_RANGES",
+            "[[-1, 100], [80, -1]]",
+            "SNIPER.NEG_MIN_PROPOSALS",
+            "[25, 10]",
+        ],
+    )
     assert cfg.SNIPER.CHIP_SIZE == 256
     assert cfg.SOLVER.BASE_LR == 0.005
     assert cfg.SOLVER.MAX_ITER == 20
@@ -130,8 +148,9 @@ def test_validate_names_key_and_value(key: str, value: str, named: str) -> None:
 
 
 def test_min_level_changes_expected_anchor_levels() -> None:
-    cfg = setup_cfg("", ["MODEL.FPN.MIN_LEVEL", "3",
-                         "MODEL.ANCHOR_SIZES", "[[64], [128], [256], [512]]"])
+    cfg = setup_cfg(
+        "", ["MODEL.FPN.MIN_LEVEL", "3", "MODEL.ANCHOR_SIZES", "[[64], [128], [256], [512]]"]
+    )
     assert len(cfg.MODEL.ANCHOR_SIZES) == 4
 
 

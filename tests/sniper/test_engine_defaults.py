@@ -15,7 +15,9 @@ from sniper.config import add_sniper_config, get_cfg, load_config_or_exit
 from sniper.engine.defaults import default_argument_parser, default_setup, seed_all_rng
 
 TRAIN_NET = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "projects", "sniper",
+    os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+    "projects",
+    "sniper",
     "train_net.py",
 )
 
@@ -27,10 +29,21 @@ def _restore_loggers():
 
 
 def test_argument_parser():
-    args = default_argument_parser().parse_args([
-        "--config-file", "a.yaml", "--num-gpus", "2", "--resume", "--dist-url",
-        "tcp://127.0.0.1:1234", "SOLVER.BASE_LR", "0.1", "MODEL.WEIGHTS", "m.pth",
-    ])
+    args = default_argument_parser().parse_args(
+        [
+            "--config-file",
+            "a.yaml",
+            "--num-gpus",
+            "2",
+            "--resume",
+            "--dist-url",
+            "tcp://127.0.0.1:1234",
+            "SOLVER.BASE_LR",
+            "0.1",
+            "MODEL.WEIGHTS",
+            "m.pth",
+        ]
+    )
     assert args.config_file == "a.yaml" and args.num_gpus == 2 and args.resume
     assert not args.eval_only and args.num_machines == 1 and args.machine_rank == 0
     assert args.dist_url == "tcp://127.0.0.1:1234"
@@ -81,7 +94,9 @@ def test_unknown_key_in_yaml_file(tmp_path, capsys):
 def test_train_net_bad_key_message():
     proc = subprocess.run(
         [sys.executable, TRAIN_NET, "--num-gpus", "2", "MODEL.NOT_A_KEY", "1"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "MODEL.NOT_A_KEY" in proc.stderr

@@ -42,11 +42,13 @@ def _perfect(skip: set[tuple[int, int]] = frozenset()) -> list[dict[str, torch.T
     for i in range(len(SIZES)):
         kept = [(b, c) for j, (b, c) in enumerate(GT[i]) if (i, j) not in skip]
         boxes = torch.tensor([[x, y, x + w, y + h] for (x, y, w, h), _ in kept]).reshape(-1, 4)
-        outputs.append({
-            "boxes": boxes.float(),
-            "scores": torch.linspace(0.9, 0.5, len(kept)),
-            "labels": torch.tensor([c + 1 for _, c in kept], dtype=torch.int64),
-        })
+        outputs.append(
+            {
+                "boxes": boxes.float(),
+                "scores": torch.linspace(0.9, 0.5, len(kept)),
+                "labels": torch.tensor([c + 1 for _, c in kept], dtype=torch.int64),
+            }
+        )
     return outputs
 
 
@@ -93,8 +95,11 @@ def test_one_missing_detection_known_value(dataset, tmp_path):
 def test_no_detections_give_zero(dataset):
     name, records = dataset
     evaluator = COCOEvaluator(name)
-    empty = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0),
-             "labels": torch.zeros(0, dtype=torch.int64)}
+    empty = {
+        "boxes": torch.zeros(0, 4),
+        "scores": torch.zeros(0),
+        "labels": torch.zeros(0, dtype=torch.int64),
+    }
     evaluator.process(records, [empty, empty])
     res = evaluator.evaluate()["bbox"]
     assert res["AP"] == 0.0 and res["AP-a"] == 0.0

@@ -15,7 +15,7 @@ from sniper.engine.launch import all_gather, get_rank, get_world_size, launch, r
 
 HELPERS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "helpers")
 
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import json, os, sys
     import torch
     from sniper.engine.launch import (all_gather, get_local_rank, get_rank, get_world_size,
@@ -49,16 +49,24 @@ SCRIPT = textwrap.dedent('''
             launch(collectives, 2, args=(out_dir,))
         else:
             launch(train, 2, args=(out_dir, mode == "slim"))
-''')
+""")
 
 
 def _run(tmp_path, mode: str) -> None:
     script = tmp_path / "job.py"
     script.write_text(SCRIPT)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([HELPERS, os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, str(script), mode, str(tmp_path)], env=env,
-                          capture_output=True, text=True, timeout=300)
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([HELPERS, os.environ.get("PYTHONPATH", "")]),
+        OMP_NUM_THREADS="1",
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script), mode, str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 

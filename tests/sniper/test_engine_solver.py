@@ -32,17 +32,32 @@ def _lrs(cfg, iters: int) -> list[float]:
 
 def test_warmup_then_steps(tmp_path):
     cfg = make_cfg(
-        tmp_path, "SOLVER.MAX_ITER", 100, "SOLVER.STEPS", "(60, 80)", "SOLVER.WARMUP_ITERS", 10,
-        "SOLVER.WARMUP_FACTOR", 0.001, "SOLVER.BASE_LR", 0.1, "SOLVER.GAMMA", 0.1,
+        tmp_path,
+        "SOLVER.MAX_ITER",
+        100,
+        "SOLVER.STEPS",
+        "(60, 80)",
+        "SOLVER.WARMUP_ITERS",
+        10,
+        "SOLVER.WARMUP_FACTOR",
+        0.001,
+        "SOLVER.BASE_LR",
+        0.1,
+        "SOLVER.GAMMA",
+        0.1,
     )
     lrs = _lrs(cfg, 100)
     expected = {
         0: 0.1 * 0.001,
         5: 0.1 * (0.001 + 0.999 * 0.5),
         9: 0.1 * (0.001 + 0.999 * 0.9),
-        10: 0.1, 30: 0.1, 59: 0.1,
-        60: 0.01, 79: 0.01,
-        80: 0.001, 99: 0.001,
+        10: 0.1,
+        30: 0.1,
+        59: 0.1,
+        60: 0.01,
+        79: 0.01,
+        80: 0.001,
+        99: 0.001,
     }
     for it, lr in expected.items():
         assert lrs[it] == pytest.approx(lr, rel=1e-9), it
@@ -50,8 +65,9 @@ def test_warmup_then_steps(tmp_path):
 
 
 def test_resumed_scheduler_continues(tmp_path):
-    cfg = make_cfg(tmp_path, "SOLVER.MAX_ITER", 20, "SOLVER.STEPS", "(12,)",
-                   "SOLVER.WARMUP_ITERS", 4)
+    cfg = make_cfg(
+        tmp_path, "SOLVER.MAX_ITER", 20, "SOLVER.STEPS", "(12,)", "SOLVER.WARMUP_ITERS", 4
+    )
     full = _lrs(cfg, 20)
     model = nn.Linear(2, 2)
     opt = build_optimizer(cfg, model)

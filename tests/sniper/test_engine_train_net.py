@@ -21,18 +21,43 @@ from sniper.engine.defaults import default_argument_parser, seed_all_rng
 from sniper.engine.trainer import SniperTrainer
 
 TRAIN_NET = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "projects", "sniper",
+    os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+    "projects",
+    "sniper",
     "train_net.py",
 )
 CHIP_OPTS = [
-    "SNIPER.TRAIN_SCALES", "[1.0]", "SNIPER.VALID_RANGES", "[[-1, -1]]",
-    "SNIPER.NEG_MIN_PROPOSALS", "[1]", "SNIPER.CHIP_SIZE", "96", "SNIPER.CHIP_STRIDE", "32",
-    "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "4",
-    "SOLVER.STEPS", "(3,)", "SOLVER.WARMUP_ITERS", "1", "SOLVER.CHECKPOINT_PERIOD", "2",
-    "MODEL.RPN.PRE_NMS_TOPK_TEST", "100", "MODEL.RPN.POST_NMS_TOPK_TEST", "50",
+    "SNIPER.TRAIN_SCALES",
+    "[1.0]",
+    "SNIPER.VALID_RANGES",
+    "[[-1, -1]]",
+    "SNIPER.NEG_MIN_PROPOSALS",
+    "[1]",
+    "SNIPER.CHIP_SIZE",
+    "96",
+    "SNIPER.CHIP_STRIDE",
+    "32",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "SOLVER.MAX_ITER",
+    "4",
+    "SOLVER.STEPS",
+    "(3,)",
+    "SOLVER.WARMUP_ITERS",
+    "1",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "2",
+    "MODEL.RPN.PRE_NMS_TOPK_TEST",
+    "100",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",
+    "50",
 ]
-GT = {i: [([10 + 7 * i, 12, 30, 24], 0), ([90, 60 + 5 * i, 50, 60], 1), ([20, 100, 12, 14], 1)]
-      for i in range(4)}
+GT = {
+    i: [([10 + 7 * i, 12, 30, 24], 0), ([90, 60 + 5 * i, 50, 60], 1), ([20, 100, 12, 14], 1)]
+    for i in range(4)
+}
 
 
 @pytest.fixture()
@@ -52,8 +77,18 @@ def _train_net():
 
 
 def _opts(name: str, out) -> list[str]:
-    return [*SLIM_MODEL_OPTS, "MODEL.NUM_CLASSES", "2", *CHIP_OPTS, "OUTPUT_DIR", str(out),
-            "DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", f"('{name}',)"]
+    return [
+        *SLIM_MODEL_OPTS,
+        "MODEL.NUM_CLASSES",
+        "2",
+        *CHIP_OPTS,
+        "OUTPUT_DIR",
+        str(out),
+        "DATASETS.TRAIN",
+        f"('{name}',)",
+        "DATASETS.TEST",
+        f"('{name}',)",
+    ]
 
 
 @pytest.mark.slow  # about 90 s: trains, evaluates, then evaluates again from the weights
@@ -69,10 +104,14 @@ def test_train_then_eval_only(dataset, tmp_path):
     assert lines[0]["iteration"] == 3 and lines[0]["chips_per_s"] > 0
     assert f"{dataset}/bbox/AP" in lines[-1]
 
-    eval_args = default_argument_parser().parse_args([
-        "--eval-only", *_opts(dataset, tmp_path / "eval"), "MODEL.WEIGHTS",
-        str(out / "model_final.pth"),
-    ])
+    eval_args = default_argument_parser().parse_args(
+        [
+            "--eval-only",
+            *_opts(dataset, tmp_path / "eval"),
+            "MODEL.WEIGHTS",
+            str(out / "model_final.pth"),
+        ]
+    )
     again = train_net.main(eval_args)
     assert again[dataset]["bbox"] == pytest.approx(results[dataset]["bbox"], nan_ok=True)
     record = json.loads((tmp_path / "eval" / "metrics.json").read_text().splitlines()[-1])
@@ -120,11 +159,26 @@ def test_resume_with_real_loader(dataset, tmp_path):
 def test_command_line_two_processes(tmp_path):
     env = dict(os.environ, SNIPER_DATASETS=str(tmp_path / "datasets"), OMP_NUM_THREADS="1")
     out = tmp_path / "run"
-    cmd = [sys.executable, TRAIN_NET, "--num-gpus", "2", *SLIM_MODEL_OPTS,
-           "MODEL.NUM_CLASSES", "10", *CHIP_OPTS, "SNIPER.TRAIN_SCALES", "[[256, 256]]",
-           "SOLVER.IMS_PER_BATCH", "4", "OUTPUT_DIR", str(out),
-           "DATASETS.TRAIN", "('synthetic_digits_mini',)",
-           "DATASETS.TEST", "('synthetic_digits_mini',)"]
+    cmd = [
+        sys.executable,
+        TRAIN_NET,
+        "--num-gpus",
+        "2",
+        *SLIM_MODEL_OPTS,
+        "MODEL.NUM_CLASSES",
+        "10",
+        *CHIP_OPTS,
+        "SNIPER.TRAIN_SCALES",
+        "[[256, 256]]",
+        "SOLVER.IMS_PER_BATCH",
+        "4",
+        "OUTPUT_DIR",
+        str(out),
+        "DATASETS.TRAIN",
+        "('synthetic_digits_mini',)",
+        "DATASETS.TEST",
+        "('synthetic_digits_mini',)",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=580)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (out / "model_final.pth").is_file() and (out / "log.txt.rank1").is_file()

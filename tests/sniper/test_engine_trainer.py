@@ -86,8 +86,17 @@ def test_metrics_checkpoints_and_events(tmp_path):
     trainer = _train(TinyTrainer, make_cfg(tmp_path, "SOLVER.CLIP_GRADIENTS.ENABLED", "True"))
     lines = [json.loads(x) for x in (tmp_path / "metrics.json").read_text().splitlines()]
     assert [x["iteration"] for x in lines] == [1, 3, 5]
-    keys = {"iteration", "lr", "total_loss", "loss_classifier", "loss_box_reg", "data_time",
-            "time", "chips_per_s", "eta_seconds"}
+    keys = {
+        "iteration",
+        "lr",
+        "total_loss",
+        "loss_classifier",
+        "loss_box_reg",
+        "data_time",
+        "time",
+        "chips_per_s",
+        "eta_seconds",
+    }
     for line in lines:
         assert keys <= line.keys()
         assert line["chips_per_s"] > 0
@@ -114,8 +123,18 @@ def test_amp_resolution():
 
 
 def test_bf16_autocast_on_cpu(tmp_path):
-    cfg = make_cfg(tmp_path, *SLIM_MODEL_OPTS, "SOLVER.MAX_ITER", 2, "SOLVER.STEPS", "()",
-                   "SOLVER.AMP.ENABLED", "True", "SOLVER.AMP.DTYPE", "bfloat16")
+    cfg = make_cfg(
+        tmp_path,
+        *SLIM_MODEL_OPTS,
+        "SOLVER.MAX_ITER",
+        2,
+        "SOLVER.STEPS",
+        "()",
+        "SOLVER.AMP.ENABLED",
+        "True",
+        "SOLVER.AMP.DTYPE",
+        "bfloat16",
+    )
     trainer = _train(SlimTrainer, cfg)
     assert trainer.amp.enabled and trainer.amp.dtype is torch.bfloat16
     line = json.loads((tmp_path / "metrics.json").read_text().splitlines()[-1])
@@ -131,8 +150,12 @@ def test_fp16_on_cpu_is_disabled(tmp_path):
 
 def test_periodic_and_final_evaluation(tmp_path):
     name = f"engine_eval_{tmp_path.name}"
-    write_coco_dataset(tmp_path / "data", name, [(40, 60), (50, 50)],
-                       {0: [([0, 0, 60, 40], 0)], 1: [([5, 5, 20, 20], 1)]})
+    write_coco_dataset(
+        tmp_path / "data",
+        name,
+        [(40, 60), (50, 50)],
+        {0: [([0, 0, 60, 40], 0)], 1: [([5, 5, 20, 20], 1)]},
+    )
 
     class EvalTrainer(TinyTrainer):
         @classmethod

@@ -11,11 +11,22 @@ from sniper.modeling.backbone import BACKBONE_REGISTRY
 from sniper.modeling.norms import convert_norm
 
 
-def _build(name: str, norm: str = "BN", freeze_at: int = 1, min_level: int = 2,
-           use_p6: bool = True, out_channels: int = 32) -> nn.Module:
-    return BACKBONE_REGISTRY.get(name)(norm=norm, freeze_at=freeze_at, weights="",
-                                       out_channels=out_channels, min_level=min_level,
-                                       use_p6=use_p6)
+def _build(
+    name: str,
+    norm: str = "BN",
+    freeze_at: int = 1,
+    min_level: int = 2,
+    use_p6: bool = True,
+    out_channels: int = 32,
+) -> nn.Module:
+    return BACKBONE_REGISTRY.get(name)(
+        norm=norm,
+        freeze_at=freeze_at,
+        weights="",
+        out_channels=out_channels,
+        min_level=min_level,
+        use_p6=use_p6,
+    )
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v2_fpn", "resnet18_fpn"])
@@ -25,8 +36,11 @@ def test_pyramid_strides_for_a_512_chip(name: str) -> None:
         feats = backbone(torch.zeros(1, 3, 512, 512))
     shapes = {k: tuple(v.shape) for k, v in feats.items()}
     assert shapes == {
-        "p2": (1, 32, 128, 128), "p3": (1, 32, 64, 64), "p4": (1, 32, 32, 32),
-        "p5": (1, 32, 16, 16), "p6": (1, 32, 8, 8),
+        "p2": (1, 32, 128, 128),
+        "p3": (1, 32, 64, 64),
+        "p4": (1, 32, 32, 32),
+        "p5": (1, 32, 16, 16),
+        "p6": (1, 32, 8, 8),
     }
     assert backbone.strides == {"p2": 4, "p3": 8, "p4": 16, "p5": 32, "p6": 64}
     assert backbone.pooler_level_names == ["p2", "p3", "p4", "p5"]
@@ -76,10 +90,13 @@ def test_norm_gn_and_syncbn() -> None:
     assert torch.isfinite(out["p2"]).all()
 
 
-@pytest.mark.parametrize(("freeze_at", "frozen", "trainable"),
-                         [(0, [], ["conv1", "layer1"]), (2, ["conv1", "layer1"], ["layer2"])])
-def test_freeze_at_counts_stem_then_stages(freeze_at: int, frozen: list[str],
-                                           trainable: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("freeze_at", "frozen", "trainable"),
+    [(0, [], ["conv1", "layer1"]), (2, ["conv1", "layer1"], ["layer2"])],
+)
+def test_freeze_at_counts_stem_then_stages(
+    freeze_at: int, frozen: list[str], trainable: list[str]
+) -> None:
     body = _build("resnet18_fpn", freeze_at=freeze_at).body
     for name in frozen:
         assert all(not p.requires_grad for p in body[name].parameters())

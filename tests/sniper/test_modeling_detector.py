@@ -10,11 +10,26 @@ from sniper.config import add_sniper_config, get_cfg
 from sniper.modeling import SniperRCNN, SniperRPN, build_model
 
 TINY = [
-    "MODEL.BACKBONE.NAME", "mobilenet_v2_fpn", "MODEL.FPN.OUT_CHANNELS", "16",
-    "MODEL.ROI_BOX_HEAD.FC_DIM", "32", "MODEL.NUM_CLASSES", "3",
-    "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "200", "MODEL.RPN.POST_NMS_TOPK_TRAIN", "50",
-    "MODEL.RPN.PRE_NMS_TOPK_TEST", "200", "MODEL.RPN.POST_NMS_TOPK_TEST", "50",
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+    "MODEL.BACKBONE.NAME",
+    "mobilenet_v2_fpn",
+    "MODEL.FPN.OUT_CHANNELS",
+    "16",
+    "MODEL.ROI_BOX_HEAD.FC_DIM",
+    "32",
+    "MODEL.NUM_CLASSES",
+    "3",
+    "MODEL.RPN.PRE_NMS_TOPK_TRAIN",
+    "200",
+    "MODEL.RPN.POST_NMS_TOPK_TRAIN",
+    "50",
+    "MODEL.RPN.PRE_NMS_TOPK_TEST",
+    "200",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",
+    "50",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+    "32",
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+    "0.0",
 ]
 
 
@@ -31,15 +46,24 @@ def _batch() -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
     gen = torch.Generator().manual_seed(1)
     images = [(torch.rand(3, 128, 128, generator=gen) * 255).to(torch.uint8) for _ in range(3)]
     targets = [
-        {"boxes": torch.tensor([[10.0, 12.0, 50.0, 60.0], [70.0, 70.0, 120.0, 100.0]]),
-         "labels": torch.tensor([1, 3]),
-         "ignore_boxes": torch.tensor([[0.0, 90.0, 30.0, 128.0]]),
-         "valid_range": torch.tensor([0.0, float("inf")])},
-        {"boxes": torch.tensor([[30.0, 30.0, 60.0, 45.0]]), "labels": torch.tensor([2]),
-         "ignore_boxes": torch.zeros(0, 4), "valid_range": torch.tensor([10.0, 80.0])},
-        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
-         "ignore_boxes": torch.tensor([[5.0, 5.0, 120.0, 120.0]]),
-         "valid_range": torch.tensor([10.0, 80.0])},
+        {
+            "boxes": torch.tensor([[10.0, 12.0, 50.0, 60.0], [70.0, 70.0, 120.0, 100.0]]),
+            "labels": torch.tensor([1, 3]),
+            "ignore_boxes": torch.tensor([[0.0, 90.0, 30.0, 128.0]]),
+            "valid_range": torch.tensor([0.0, float("inf")]),
+        },
+        {
+            "boxes": torch.tensor([[30.0, 30.0, 60.0, 45.0]]),
+            "labels": torch.tensor([2]),
+            "ignore_boxes": torch.zeros(0, 4),
+            "valid_range": torch.tensor([10.0, 80.0]),
+        },
+        {
+            "boxes": torch.zeros(0, 4),
+            "labels": torch.zeros(0, dtype=torch.int64),
+            "ignore_boxes": torch.tensor([[5.0, 5.0, 120.0, 120.0]]),
+            "valid_range": torch.tensor([10.0, 80.0]),
+        },
     ]
     return images, targets
 
@@ -48,8 +72,7 @@ def test_train_step_gives_finite_losses_and_gradients() -> None:
     model = _model().train()
     images, targets = _batch()
     losses = model(images, targets)
-    assert set(losses) == {"loss_objectness", "loss_rpn_box_reg", "loss_classifier",
-                           "loss_box_reg"}
+    assert set(losses) == {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"}
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
     grads = [p.grad for p in model.roi_heads.parameters() if p.requires_grad]

@@ -12,10 +12,20 @@ from sniper.config import add_sniper_config, get_cfg
 from sniper.modeling import SniperRCNN, build_model
 
 TINY = [
-    "MODEL.BACKBONE.NAME", "mobilenet_v2_fpn", "MODEL.FPN.OUT_CHANNELS", "16",
-    "MODEL.ROI_BOX_HEAD.FC_DIM", "32", "MODEL.NUM_CLASSES", "3",
-    "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "200", "MODEL.RPN.POST_NMS_TOPK_TRAIN", "50",
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32",
+    "MODEL.BACKBONE.NAME",
+    "mobilenet_v2_fpn",
+    "MODEL.FPN.OUT_CHANNELS",
+    "16",
+    "MODEL.ROI_BOX_HEAD.FC_DIM",
+    "32",
+    "MODEL.NUM_CLASSES",
+    "3",
+    "MODEL.RPN.PRE_NMS_TOPK_TRAIN",
+    "200",
+    "MODEL.RPN.POST_NMS_TOPK_TRAIN",
+    "50",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+    "32",
 ]
 
 
@@ -33,9 +43,12 @@ def _images(n: int) -> list[torch.Tensor]:
 
 
 def _negative(ignore: list[list[float]], valid_range=(0.0, float("inf"))) -> dict:
-    return {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
-            "ignore_boxes": torch.tensor(ignore, dtype=torch.float32).reshape(-1, 4),
-            "valid_range": torch.tensor(valid_range, dtype=torch.float32)}
+    return {
+        "boxes": torch.zeros(0, 4),
+        "labels": torch.zeros(0, dtype=torch.int64),
+        "ignore_boxes": torch.tensor(ignore, dtype=torch.float32).reshape(-1, 4),
+        "valid_range": torch.tensor(valid_range, dtype=torch.float32),
+    }
 
 
 IGNORES = [[0.0, 0.0, 64.0, 64.0], [40.0, 60.0, 120.0, 128.0], [90.0, 10.0, 110.0, 30.0]]

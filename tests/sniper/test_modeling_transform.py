@@ -14,8 +14,10 @@ def test_no_resize_pads_to_multiple_of_32_and_keeps_boxes() -> None:
     transform = NoResizeTransform(MEAN, STD, "RGB", size_divisible=32)
     images = [torch.full((3, 100, 130), 200, dtype=torch.uint8), torch.rand(3, 64, 40) * 255]
     boxes = torch.tensor([[3.5, 4.0, 99.0, 60.25]])
-    targets = [{"boxes": boxes, "labels": torch.tensor([1])},
-               {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}]
+    targets = [
+        {"boxes": boxes, "labels": torch.tensor([1])},
+        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)},
+    ]
     image_list, out_targets = transform(images, targets)
     assert image_list.tensors.shape == (2, 3, 128, 160)
     assert image_list.image_sizes == [(100, 130), (64, 40)]
@@ -55,8 +57,13 @@ def test_is_a_drop_in_transform_of_torchvision_detectors() -> None:
     torch.manual_seed(0)
     backbone = torch.nn.Conv2d(3, 8, 3, stride=8, padding=1)
     backbone.out_channels = 8
-    model = FasterRCNN(backbone, num_classes=2, min_size=64, max_size=64,
-                       rpn_anchor_generator=AnchorGenerator(((16, 32),), ((1.0,),)))
+    model = FasterRCNN(
+        backbone,
+        num_classes=2,
+        min_size=64,
+        max_size=64,
+        rpn_anchor_generator=AnchorGenerator(((16, 32),), ((1.0,),)),
+    )
     model.transform = NoResizeTransform(MEAN, STD)
     model.roi_heads.score_thresh = 0.0
     calls = []

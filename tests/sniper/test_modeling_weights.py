@@ -29,8 +29,9 @@ def _has_offline_package() -> bool:
     return True
 
 
-needs_offline = pytest.mark.skipif(not _has_offline_package(),
-                                   reason=f"{OFFLINE_PACKAGE} is not installed")
+needs_offline = pytest.mark.skipif(
+    not _has_offline_package(), reason=f"{OFFLINE_PACKAGE} is not installed"
+)
 
 
 def _saved_resnet18(tmp_path: Path, wrap: str | None) -> tuple[Path, dict[str, torch.Tensor]]:
@@ -51,8 +52,8 @@ def _saved_resnet18(tmp_path: Path, wrap: str | None) -> tuple[Path, dict[str, t
 def test_local_file_loads_into_the_backbone(tmp_path: Path, wrap: str | None) -> None:
     path, state = _saved_resnet18(tmp_path, wrap)
     backbone = BACKBONE_REGISTRY.get("resnet18_fpn")(
-        norm="FrozenBN", freeze_at=1, weights=str(path), out_channels=16, min_level=2,
-        use_p6=True)
+        norm="FrozenBN", freeze_at=1, weights=str(path), out_channels=16, min_level=2, use_p6=True
+    )
     assert torch.equal(backbone.body["layer2"][0].conv1.weight, state["layer2.0.conv1.weight"])
     assert torch.equal(backbone.body["conv1"].weight, state["conv1.weight"])
     assert torch.equal(backbone.body["bn1"].running_var, state["bn1.running_var"])
@@ -99,8 +100,9 @@ def test_offline_is_only_for_mobilenet() -> None:
 
 
 @needs_offline
-def test_torchvision_source_reads_the_hub_cache(tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_torchvision_source_reads_the_hub_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "checkpoints").mkdir()
     shutil.copy(offline_weights_path(), tmp_path / "checkpoints" / OFFLINE_WEIGHTS_FILE)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
@@ -108,8 +110,9 @@ def test_torchvision_source_reads_the_hub_cache(tmp_path: Path,
     assert state is not None and "features.0.0.weight" in state
 
 
-def test_torchvision_source_fails_clearly_offline(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_torchvision_source_fails_clearly_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def no_network(*args: object, **kwargs: object) -> None:
         raise urllib.error.URLError("no network")
 

@@ -27,8 +27,14 @@ class FixedBoxModel(nn.Module):
     def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         assert not self.training
         self.calls.append([tuple(im.shape) for im in images])
-        return [{"boxes": torch.tensor([self.box]), "scores": torch.tensor([self.score]),
-                 "labels": torch.tensor([self.label])} for _ in images]
+        return [
+            {
+                "boxes": torch.tensor([self.box]),
+                "scores": torch.tensor([self.score]),
+                "labels": torch.tensor([self.label]),
+            }
+            for _ in images
+        ]
 
 
 class BlobModel(nn.Module):
@@ -50,9 +56,13 @@ class BlobModel(nn.Module):
                 boxes.append([x, y, x + w, y + h])
                 scores.append(0.5 + 0.4 * pixels.max(axis=1).mean() / 255)
                 labels.append(1 + int(pixels.mean(axis=0).argmax()))
-            out.append({"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-                        "scores": torch.tensor(scores, dtype=torch.float32),
-                        "labels": torch.tensor(labels, dtype=torch.int64)})
+            out.append(
+                {
+                    "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                    "scores": torch.tensor(scores, dtype=torch.float32),
+                    "labels": torch.tensor(labels, dtype=torch.int64),
+                }
+            )
         return out
 
 
@@ -79,8 +89,7 @@ def test_pair_scale_uses_factor_not_rounded_ratio() -> None:
     (out,) = msi([_image(100, 150)])
     f = min(64 / 100, 128 / 150)  # 0.64 -> canvas 64 x 96
     assert model.calls == [[(3, 64, 96)]]
-    np.testing.assert_allclose(out["boxes"].numpy(), [[10 / f, 20 / f, 50 / f, 60 / f]],
-                               rtol=1e-6)
+    np.testing.assert_allclose(out["boxes"].numpy(), [[10 / f, 20 / f, 50 / f, 60 / f]], rtol=1e-6)
     assert out["pixels"] == 64 * 96
 
 
@@ -92,8 +101,9 @@ def test_valid_ranges_half_open_in_image_px() -> None:
     np.testing.assert_array_equal(out["boxes"].numpy(), [[5.0, 10.0, 25.0, 30.0]])
     msi = MultiScaleInference(FixedBoxModel(), scales, [[40, 41], [-1, 20], [80, -1]])
     (out,) = msi([image])
-    np.testing.assert_array_equal(out["boxes"].numpy(), [[10.0, 20.0, 50.0, 60.0],
-                                                         [20.0, 40.0, 100.0, 120.0]])
+    np.testing.assert_array_equal(
+        out["boxes"].numpy(), [[10.0, 20.0, 50.0, 60.0], [20.0, 40.0, 100.0, 120.0]]
+    )
     assert out["pixels_per_scale"] == [120 * 160, 240 * 320, 60 * 80]
     assert out["pixels"] == sum(out["pixels_per_scale"])
 
@@ -110,8 +120,7 @@ def test_boxes_clipped_to_image_before_range() -> None:
 def test_cross_scale_merge_soft_and_hard() -> None:
     scales, ranges = [1.0, 1.0], [[-1, -1], [-1, -1]]
     (soft,) = MultiScaleInference(FixedBoxModel(), scales, ranges)([_image(80, 80)])
-    np.testing.assert_allclose(soft["scores"].numpy(), [0.9, 0.9 * math.exp(-1 / 0.55)],
-                               rtol=1e-6)
+    np.testing.assert_allclose(soft["scores"].numpy(), [0.9, 0.9 * math.exp(-1 / 0.55)], rtol=1e-6)
     (hard,) = MultiScaleInference(FixedBoxModel(), scales, ranges, merge="nms")([_image(80, 80)])
     assert hard["scores"].tolist() == pytest.approx([0.9])
     (top,) = MultiScaleInference(FixedBoxModel(), scales, ranges, top_k=1)([_image(80, 80)])
@@ -123,8 +132,7 @@ def test_batching_same_scale_and_pixel_budget() -> None:
     model = FixedBoxModel()
     outs = MultiScaleInference(model, [1.0, 0.5], [[-1, -1]] * 2)(images)
     assert [len(c) for c in model.calls] == [3, 3]  # one call per scale
-    assert [o["pixels_per_scale"] for o in outs] == [[15000, 3750], [5400, 1350],
-                                                     [15000, 3750]]
+    assert [o["pixels_per_scale"] for o in outs] == [[15000, 3750], [5400, 1350], [15000, 3750]]
     model = FixedBoxModel()
     # Budget of one padded 128 x 160 input: every 1.0-scale input runs alone.
     MultiScaleInference(model, [1.0], [[-1, -1]], max_pixels_per_batch=128 * 160)(images)
@@ -148,10 +156,20 @@ def test_model_mode_restored_and_input_checks() -> None:
 
 def test_from_config_reads_test_keys() -> None:
     cfg = add_sniper_config(get_cfg())
-    cfg.merge_from_list(["SNIPER.TEST_SCALES", "[2.0, [512, 512]]",
-                         "SNIPER.TEST_VALID_RANGES", "[[-1, 64], [48, -1]]",
-                         "SNIPER.TEST_NMS", "nms", "SNIPER.DETECTIONS_PER_IMAGE", "7",
-                         "INPUT.FORMAT", "BGR"])
+    cfg.merge_from_list(
+        [
+            "SNIPER.TEST_SCALES",
+            "[2.0, [512, 512]]",
+            "SNIPER.TEST_VALID_RANGES",
+            "[[-1, 64], [48, -1]]",
+            "SNIPER.TEST_NMS",
+            "nms",
+            "SNIPER.DETECTIONS_PER_IMAGE",
+            "7",
+            "INPUT.FORMAT",
+            "BGR",
+        ]
+    )
     msi = MultiScaleInference.from_config(cfg, FixedBoxModel(), tile_size=1024)
     assert msi.scales == [2.0, (512.0, 512.0)]
     np.testing.assert_array_equal(msi.valid_ranges, [[0, 64], [48, math.inf]])
@@ -174,12 +192,12 @@ def _blob_image(seed: int, h: int, w: int, max_side: int) -> np.ndarray:
     for _ in range(400):
         bw, bh = rng.integers(4, max_side + 1, 2)
         x, y = rng.integers(0, w - bw), rng.integers(0, h - bh)
-        if taken[max(0, y - 3):y + bh + 3, max(0, x - 3):x + bw + 3].any():
+        if taken[max(0, y - 3) : y + bh + 3, max(0, x - 3) : x + bw + 3].any():
             continue
-        taken[y:y + bh, x:x + bw] = True
+        taken[y : y + bh, x : x + bw] = True
         colour = np.zeros(3)
         colour[rng.integers(0, 3)] = rng.integers(180, 256)
-        image[y:y + bh, x:x + bw] = colour
+        image[y : y + bh, x : x + bw] = colour
     return image
 
 
@@ -209,6 +227,5 @@ def test_tiled_equals_untiled_for_objects_within_overlap(scale: float) -> None:
     np.testing.assert_allclose(tiled_rows[:, 4], whole_rows[:, 4], atol=2e-3)
     np.testing.assert_array_equal(tiled_rows[:, 5], whole_rows[:, 5])
     # Without the tile-border rule, objects cut by tiles add partial detections.
-    (cut,) = MultiScaleInference(BlobModel(), **{**tiling, "tile_margin": -1e9},
-                                 **common)([image])
+    (cut,) = MultiScaleInference(BlobModel(), **{**tiling, "tile_margin": -1e9}, **common)([image])
     assert len(cut["boxes"]) > len(whole["boxes"])

@@ -27,26 +27,66 @@ from sniper.engine import negative_mining as nm
 from sniper.engine.proposals import extract_proposals, write_proposals_file
 from sniper.modeling import SniperRCNN, SniperRPN, build_model
 
-PROJECT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
-                       "projects", "sniper")
+PROJECT = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "projects", "sniper"
+)
 SCRIPT = os.path.join(PROJECT, "mine_negatives.py")
 TRAIN_NET = os.path.join(PROJECT, "train_net.py")
 MINI_NAME = "synthetic_digits_mini"
 MINI = f"('{MINI_NAME}',)"
 TINY = [
-    "MODEL.BACKBONE.NAME", "mobilenet_v2_fpn", "MODEL.BACKBONE.WEIGHTS", "",
-    "MODEL.FPN.OUT_CHANNELS", "16", "MODEL.ROI_BOX_HEAD.FC_DIM", "32", "MODEL.NUM_CLASSES", "10",
-    "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "200", "MODEL.RPN.POST_NMS_TOPK_TRAIN", "100",
-    "MODEL.RPN.PRE_NMS_TOPK_TEST", "200", "MODEL.RPN.POST_NMS_TOPK_TEST", "100",
-    "MODEL.RPN.BATCH_SIZE_PER_IMAGE", "64", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32",
+    "MODEL.BACKBONE.NAME",
+    "mobilenet_v2_fpn",
+    "MODEL.BACKBONE.WEIGHTS",
+    "",
+    "MODEL.FPN.OUT_CHANNELS",
+    "16",
+    "MODEL.ROI_BOX_HEAD.FC_DIM",
+    "32",
+    "MODEL.NUM_CLASSES",
+    "10",
+    "MODEL.RPN.PRE_NMS_TOPK_TRAIN",
+    "200",
+    "MODEL.RPN.POST_NMS_TOPK_TRAIN",
+    "100",
+    "MODEL.RPN.PRE_NMS_TOPK_TEST",
+    "200",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",
+    "100",
+    "MODEL.RPN.BATCH_SIZE_PER_IMAGE",
+    "64",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+    "32",
     # Chips of 128 px at 0.25x; only digits of >= 100 image px are positives, so the RPN's
     # proposals elsewhere make negative chips; proposals at 0.25x and 0.125x.
-    "SNIPER.TRAIN_SCALES", "[0.25]", "SNIPER.VALID_RANGES", "[[100, -1]]",
-    "SNIPER.NEG_MIN_PROPOSALS", "[0]", "SNIPER.CHIP_SIZE", "128", "SNIPER.NEG_RPN_EPOCHS", "1",
-    "SNIPER.TEST_SCALES", "[0.25, 0.125]", "SNIPER.TEST_VALID_RANGES", "[[-1, -1], [-1, -1]]",
-    "SOLVER.IMS_PER_BATCH", "4", "SOLVER.MAX_ITER", "3", "SOLVER.STEPS", "(2,)",
-    "SOLVER.WARMUP_ITERS", "1", "SOLVER.CHECKPOINT_PERIOD", "100", "DATALOADER.NUM_WORKERS", "0",
-    "DATASETS.TRAIN", MINI,
+    "SNIPER.TRAIN_SCALES",
+    "[0.25]",
+    "SNIPER.VALID_RANGES",
+    "[[100, -1]]",
+    "SNIPER.NEG_MIN_PROPOSALS",
+    "[0]",
+    "SNIPER.CHIP_SIZE",
+    "128",
+    "SNIPER.NEG_RPN_EPOCHS",
+    "1",
+    "SNIPER.TEST_SCALES",
+    "[0.25, 0.125]",
+    "SNIPER.TEST_VALID_RANGES",
+    "[[-1, -1], [-1, -1]]",
+    "SOLVER.IMS_PER_BATCH",
+    "4",
+    "SOLVER.MAX_ITER",
+    "3",
+    "SOLVER.STEPS",
+    "(2,)",
+    "SOLVER.WARMUP_ITERS",
+    "1",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "100",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "DATASETS.TRAIN",
+    MINI,
 ]
 
 
@@ -108,8 +148,13 @@ class FakeRPN(torch.nn.Module):
             self.inputs.append(image)
             boxes, scores = self.make(*image.shape[-2:])
             boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
-            out.append({"boxes": boxes, "scores": torch.tensor(scores, dtype=torch.float32),
-                        "labels": torch.ones(len(boxes), dtype=torch.int64)})
+            out.append(
+                {
+                    "boxes": boxes,
+                    "scores": torch.tensor(scores, dtype=torch.float32),
+                    "labels": torch.ones(len(boxes), dtype=torch.int64),
+                }
+            )
         return out
 
 
@@ -117,8 +162,12 @@ def _table(h: int, w: int):
     """A: the same image box at every scale; B: crosses the image edge; C: 10 input px from
     the corner (another image box per scale); D: outside the image (empty once clipped)."""
     s1 = w == 200
-    boxes = [[0.1 * w, 0.1 * h, 0.3 * w, 0.3 * h], [0.8 * w, 0.8 * h, 1.2 * w, 1.2 * h],
-             [10, 10, 20, 20], [1.5 * w, 1.5 * h, 2 * w, 2 * h]]
+    boxes = [
+        [0.1 * w, 0.1 * h, 0.3 * w, 0.3 * h],
+        [0.8 * w, 0.8 * h, 1.2 * w, 1.2 * h],
+        [10, 10, 20, 20],
+        [1.5 * w, 1.5 * h, 2 * w, 2 * h],
+    ]
     return boxes, [0.9, 0.5, 0.3, 0.95] if s1 else [0.8, 0.6, 0.2, 0.99]
 
 
@@ -135,8 +184,16 @@ def _records(tmp_path, gt=((10, 10, 40, 40),), n=2, h=100, w=200):
         path = str(tmp_path / f"{i}.png")
         cv2.imwrite(path, np.broadcast_to(np.uint8([30, 20, 10]), (h, w, 3)).copy())  # BGR
         boxes = np.asarray(gt if i == 0 else np.zeros((0, 4)), np.float32).reshape(-1, 4)
-        records.append({"file_name": path, "image_id": 100 + i, "height": h, "width": w,
-                        "boxes": boxes, "classes": np.zeros(len(boxes), np.int64)})
+        records.append(
+            {
+                "file_name": path,
+                "image_id": 100 + i,
+                "height": h,
+                "width": w,
+                "boxes": boxes,
+                "classes": np.zeros(len(boxes), np.int64),
+            }
+        )
     return records
 
 
@@ -145,8 +202,9 @@ def test_extract_maps_back_clips_merges_and_keeps_top_k(tmp_path, caplog):
     records.append({**records[0], "file_name": str(tmp_path / "missing.png"), "image_id": 7})
     model = FakeRPN(_table).train()
     with caplog.at_level(logging.INFO, logger="sniper.engine.proposals"):
-        ids, boxes, scores = extract_proposals(model, records, [1.0, 0.5], "BGR",
-                                               max_per_image=10, nms_iou=0.7)
+        ids, boxes, scores = extract_proposals(
+            model, records, [1.0, 0.5], "BGR", max_per_image=10, nms_iou=0.7
+        )
     assert model.training and ids == [100, 7]
     assert [tuple(x.shape[-2:]) for x in model.inputs] == [(100, 200), (50, 100)]
     assert model.inputs[0][:, 0, 0].tolist() == [30, 20, 10]  # BGR as asked
@@ -166,12 +224,31 @@ def test_extract_maps_back_clips_merges_and_keeps_top_k(tmp_path, caplog):
 
 def test_written_file_gives_negative_chips(tmp_path):
     records = _records(tmp_path, n=3, h=160, w=320)
-    cfg = setup_cfg("", [
-        "SNIPER.TEST_SCALES", "[1.0, 0.5]", "SNIPER.TEST_VALID_RANGES", "[[-1, -1], [-1, -1]]",
-        "MODEL.RPN.POST_NMS_TOPK_TEST", "150", "MODEL.RPN.NMS_THRESH", "0.7",
-        "SNIPER.TRAIN_SCALES", "[1.0]", "SNIPER.VALID_RANGES", "[[-1, -1]]",
-        "SNIPER.CHIP_SIZE", "64", "SNIPER.NEG_MIN_PROPOSALS", "[3]",
-        "SNIPER.NEG_CHIPS_PER_IMAGE", "2", "SNIPER.PROPOSALS_FILE", str(tmp_path / "p.npz")])
+    cfg = setup_cfg(
+        "",
+        [
+            "SNIPER.TEST_SCALES",
+            "[1.0, 0.5]",
+            "SNIPER.TEST_VALID_RANGES",
+            "[[-1, -1], [-1, -1]]",
+            "MODEL.RPN.POST_NMS_TOPK_TEST",
+            "150",
+            "MODEL.RPN.NMS_THRESH",
+            "0.7",
+            "SNIPER.TRAIN_SCALES",
+            "[1.0]",
+            "SNIPER.VALID_RANGES",
+            "[[-1, -1]]",
+            "SNIPER.CHIP_SIZE",
+            "64",
+            "SNIPER.NEG_MIN_PROPOSALS",
+            "[3]",
+            "SNIPER.NEG_CHIPS_PER_IMAGE",
+            "2",
+            "SNIPER.PROPOSALS_FILE",
+            str(tmp_path / "p.npz"),
+        ],
+    )
     stats = write_proposals_file(cfg, FakeRPN(_grid), records, cfg.SNIPER.PROPOSALS_FILE)
     assert stats["images"] == 3 and stats["proposals_per_image"] == 150
     ids, boxes, _ = extract_proposals(FakeRPN(_grid), records, [1.0, 0.5], max_per_image=150)
@@ -191,17 +268,31 @@ def test_rpn_schedule(tmp_path):
     assert nm.rpn_iterations(1, 1, 16) == 1
     with pytest.raises(ValueError):
         nm.rpn_iterations(0, 10, 4)
-    cfg = setup_cfg("", [*TINY, "OUTPUT_DIR", str(tmp_path), "DATASETS.TEST", MINI,
-                         "SNIPER.NEG_RPN_EPOCHS", "2", "SOLVER.MAX_ITER", "40000",
-                         "SOLVER.STEPS", "(30000,)", "SOLVER.WARMUP_ITERS", "1000"])
+    cfg = setup_cfg(
+        "",
+        [
+            *TINY,
+            "OUTPUT_DIR",
+            str(tmp_path),
+            "DATASETS.TEST",
+            MINI,
+            "SNIPER.NEG_RPN_EPOCHS",
+            "2",
+            "SOLVER.MAX_ITER",
+            "40000",
+            "SOLVER.STEPS",
+            "(30000,)",
+            "SOLVER.WARMUP_ITERS",
+            "1000",
+        ],
+    )
     records = get_records(cfg.DATASETS.TRAIN)
     chips = nm.epoch_chip_count(cfg, records)
     assert chips == len(build_chip_sampler(cfg, records).epoch_chips(0)) > 0
     rpn = nm.rpn_stage_config(cfg, 100)  # 2 epochs x 100 chips / 4 = 50 iterations
     assert rpn.MODEL.META_ARCHITECTURE == "SniperRPN"
     assert rpn.OUTPUT_DIR == os.path.join(str(tmp_path), "rpn")
-    assert (rpn.SOLVER.MAX_ITER, tuple(rpn.SOLVER.STEPS), rpn.SOLVER.WARMUP_ITERS) == (
-        50, (38,), 1)
+    assert (rpn.SOLVER.MAX_ITER, tuple(rpn.SOLVER.STEPS), rpn.SOLVER.WARMUP_ITERS) == (50, (38,), 1)
     assert rpn.DATASETS.TEST == () and rpn.SNIPER.PROPOSALS_FILE == ""
     det = nm.detector_stage_config(cfg, "p.npz")
     assert det.MODEL.META_ARCHITECTURE == "SniperRCNN" and det.SNIPER.PROPOSALS_FILE == "p.npz"
@@ -224,8 +315,14 @@ def test_pipeline_end_to_end_resume_and_reuse(tmp_path):
     records = get_records([MINI_NAME])
     chips = nm.epoch_chip_count(rpn_cfg, records)
     assert rpn_cfg.SOLVER.MAX_ITER == nm.rpn_iterations(1, chips, 4)
-    for name in ("rpn/model_final.pth", "rpn/metrics.json", "proposals.npz", "model_final.pth",
-                 "metrics.json", "inference/synthetic_digits_mini/coco_instances_results.json"):
+    for name in (
+        "rpn/model_final.pth",
+        "rpn/metrics.json",
+        "proposals.npz",
+        "model_final.pth",
+        "metrics.json",
+        "inference/synthetic_digits_mini/coco_instances_results.json",
+    ):
         assert (out / name).is_file(), name
     det_cfg = setup_cfg(str(out / "config.yaml"), [])
     assert det_cfg.SNIPER.PROPOSALS_FILE == str(out / "proposals.npz")
@@ -241,8 +338,11 @@ def test_pipeline_end_to_end_resume_and_reuse(tmp_path):
     train_net = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train_net)
     alone = tmp_path / "train_net"
-    train_net.main(nm.argument_parser().parse_args([
-        *TINY, "SNIPER.PROPOSALS_FILE", str(out / "proposals.npz"), "OUTPUT_DIR", str(alone)]))
+    train_net.main(
+        nm.argument_parser().parse_args(
+            [*TINY, "SNIPER.PROPOSALS_FILE", str(out / "proposals.npz"), "OUTPUT_DIR", str(alone)]
+        )
+    )
     a = torch.load(out / "model_final.pth", weights_only=True)["model"]
     b = torch.load(alone / "model_final.pth", weights_only=True)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -256,8 +356,15 @@ def test_pipeline_end_to_end_resume_and_reuse(tmp_path):
 
     # Reuse the RPN: --skip-rpn WEIGHTS --proposals-only gives the same proposals.
     again = tmp_path / "again"
-    res = _main(mn, "--skip-rpn", str(out / "rpn" / "model_final.pth"), "--proposals-only",
-                *TINY, "OUTPUT_DIR", str(again))
+    res = _main(
+        mn,
+        "--skip-rpn",
+        str(out / "rpn" / "model_final.pth"),
+        "--proposals-only",
+        *TINY,
+        "OUTPUT_DIR",
+        str(again),
+    )
     assert res == {"proposals_file": str(again / "proposals.npz")}
     assert not (again / "rpn").exists() and not (again / "model_final.pth").exists()
     for a, b in zip(proposals, load_proposals(res["proposals_file"], records), strict=True):
@@ -267,10 +374,13 @@ def test_pipeline_end_to_end_resume_and_reuse(tmp_path):
 def test_bad_arguments_exit_2(tmp_path, capsys):
     mn = _script()
     opts = [*TINY, "OUTPUT_DIR", str(tmp_path)]
-    for flags, extra in ((["--skip-rpn", str(tmp_path / "nope.pth")], []),
-                         ([], ["SNIPER.PROPOSALS_FILE", "x.npz"]),
-                         ([], ["MODEL.META_ARCHITECTURE", "SniperRPN"]),
-                         ([], ["SNIPER.NEG_RPN_EPOCHS", "0"]), (["--eval-only"], [])):
+    for flags, extra in (
+        (["--skip-rpn", str(tmp_path / "nope.pth")], []),
+        ([], ["SNIPER.PROPOSALS_FILE", "x.npz"]),
+        ([], ["MODEL.META_ARCHITECTURE", "SniperRPN"]),
+        ([], ["SNIPER.NEG_RPN_EPOCHS", "0"]),
+        (["--eval-only"], []),
+    ):
         with pytest.raises(SystemExit) as err:
             _main(mn, *flags, *opts, *extra)
         assert err.value.code == 2, (flags, extra)
@@ -285,11 +395,28 @@ def test_command_line_two_processes_same_proposals(mini, tmp_path):
     cfg = setup_cfg("", [*TINY, "MODEL.META_ARCHITECTURE", "SniperRPN"])
     torch.manual_seed(0)
     torch.save({"model": build_model(cfg).state_dict()}, weights)
-    one = _main(mn, "--skip-rpn", str(weights), "--proposals-only", *TINY,
-                "OUTPUT_DIR", str(tmp_path / "one"))["proposals_file"]
+    one = _main(
+        mn,
+        "--skip-rpn",
+        str(weights),
+        "--proposals-only",
+        *TINY,
+        "OUTPUT_DIR",
+        str(tmp_path / "one"),
+    )["proposals_file"]
     env = dict(os.environ, SNIPER_DATASETS=mini, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, SCRIPT, "--num-gpus", "2", "--skip-rpn", str(weights),
-           "--proposals-only", *TINY, "OUTPUT_DIR", str(tmp_path / "two")]
+    cmd = [
+        sys.executable,
+        SCRIPT,
+        "--num-gpus",
+        "2",
+        "--skip-rpn",
+        str(weights),
+        "--proposals-only",
+        *TINY,
+        "OUTPUT_DIR",
+        str(tmp_path / "two"),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     with np.load(one) as a, np.load(tmp_path / "two" / "proposals.npz") as b:

@@ -18,11 +18,22 @@ from sniper.modeling import build_model
 from sniper.visualization_dets import class_label, draw_detections
 
 TINY = [
-    "MODEL.BACKBONE.NAME", "mobilenet_v2_fpn", "MODEL.FPN.OUT_CHANNELS", "16",
-    "MODEL.ROI_BOX_HEAD.FC_DIM", "32", "MODEL.NUM_CLASSES", "3",
-    "MODEL.RPN.PRE_NMS_TOPK_TEST", "100", "MODEL.RPN.POST_NMS_TOPK_TEST", "30",
-    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
-    "SNIPER.TEST_SCALES", "[1.5, 1.0, [64, 96]]",
+    "MODEL.BACKBONE.NAME",
+    "mobilenet_v2_fpn",
+    "MODEL.FPN.OUT_CHANNELS",
+    "16",
+    "MODEL.ROI_BOX_HEAD.FC_DIM",
+    "32",
+    "MODEL.NUM_CLASSES",
+    "3",
+    "MODEL.RPN.PRE_NMS_TOPK_TEST",
+    "100",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",
+    "30",
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+    "0.0",
+    "SNIPER.TEST_SCALES",
+    "[1.5, 1.0, [64, 96]]",
 ]
 
 
@@ -77,8 +88,14 @@ class Recorder(torch.nn.Module):
 
     def forward(self, images):
         self.inputs += list(images)
-        return [{"boxes": torch.zeros(0, 4), "scores": torch.zeros(0),
-                 "labels": torch.zeros(0, dtype=torch.int64)} for _ in images]
+        return [
+            {
+                "boxes": torch.zeros(0, 4),
+                "scores": torch.zeros(0),
+                "labels": torch.zeros(0, dtype=torch.int64),
+            }
+            for _ in images
+        ]
 
 
 def test_outputs_are_numpy_in_image_px(caplog) -> None:
@@ -105,10 +122,21 @@ def test_bgr_and_rgb_inputs_reach_the_model_in_cfg_format() -> None:
     out_rgb = _predictor(input_format="RGB")(bgr[:, :, ::-1])
     np.testing.assert_array_equal(out_bgr["boxes"], out_rgb["boxes"])
     np.testing.assert_array_equal(out_bgr["scores"], out_rgb["scores"])
-    for cfg_format, given, flipped in [("RGB", "BGR", True), ("BGR", "BGR", False),
-                                       ("RGB", "RGB", False), ("BGR", "RGB", True)]:
-        predictor = _predictor("INPUT.FORMAT", cfg_format, "SNIPER.TEST_SCALES", "[1.0]",
-                               "SNIPER.TEST_VALID_RANGES", "[[-1, -1]]", input_format=given)
+    for cfg_format, given, flipped in [
+        ("RGB", "BGR", True),
+        ("BGR", "BGR", False),
+        ("RGB", "RGB", False),
+        ("BGR", "RGB", True),
+    ]:
+        predictor = _predictor(
+            "INPUT.FORMAT",
+            cfg_format,
+            "SNIPER.TEST_SCALES",
+            "[1.0]",
+            "SNIPER.TEST_VALID_RANGES",
+            "[[-1, -1]]",
+            input_format=given,
+        )
         predictor.inference.model = recorder = Recorder()
         out = predictor(bgr)
         expected = bgr[:, :, ::-1] if flipped else bgr
@@ -185,8 +213,10 @@ def test_demo_writes_images_and_results(tmp_path, caplog) -> None:
     (folder / "broken.jpg").write_bytes(b"not an image")
     opts = [*TINY, "MODEL.NUM_CLASSES", "10", "DATASETS.TEST", "('synthetic_digits_mini',)"]
     with caplog.at_level(logging.WARNING):
-        assert main(["--input", str(folder), "--output", str(out_dir), "--confidence", "0.0",
-                     *opts]) == 0
+        assert (
+            main(["--input", str(folder), "--output", str(out_dir), "--confidence", "0.0", *opts])
+            == 0
+        )
     assert "broken.jpg" in caplog.text
     assert (out_dir / "img0.png").is_file() and (out_dir / "img1.png").is_file()
     assert cv2.imread(str(out_dir / "img0.png")).shape == (80, 100, 3)
@@ -201,10 +231,10 @@ def test_demo_writes_images_and_results(tmp_path, caplog) -> None:
 def test_demo_inputs_and_labels(tmp_path) -> None:
     for name in ("a.jpg", "b.png", "notes.txt"):
         (tmp_path / name).write_bytes(b"x")
-    assert list_image_files([str(tmp_path)]) == [str(tmp_path / "a.jpg"),
-                                                 str(tmp_path / "b.png")]
+    assert list_image_files([str(tmp_path)]) == [str(tmp_path / "a.jpg"), str(tmp_path / "b.png")]
     assert list_image_files([str(tmp_path / "*.png"), str(tmp_path / "b.png")]) == [
-        str(tmp_path / "b.png")]
+        str(tmp_path / "b.png")
+    ]
     with pytest.raises(FileNotFoundError, match=r"\*\.gif"):
         list_image_files([str(tmp_path / "*.gif")])
     with pytest.raises(SystemExit):

@@ -26,14 +26,17 @@ def test_network_input_geometry() -> None:
 def test_cut_by_inner_edges_only_cuts_at_inner_edges() -> None:
     # window (0, 100)-(200, 300) of a 500 x 300 canvas: top and right edges are inner
     inp = NetworkInput(0, 2.0, (0, 100, 200, 300), (300, 500), cut_margin=20.0)
-    boxes = np.array([
-        [2, 20, 40, 60],      # 2 px from the left edge: a canvas edge, kept
-        [60, 10, 100, 60],    # 10 px from the inner top edge: cut
-        [60, 20, 100, 60],    # exactly the margin from the top: kept
-        [60, 40, 190, 60],    # 10 px from the inner right edge: cut
-        [60, 40, 180, 60],    # exactly the margin from the right: kept
-        [60, 40, 100, 198],   # 2 px from the bottom: a canvas edge, kept
-    ], np.float32)
+    boxes = np.array(
+        [
+            [2, 20, 40, 60],  # 2 px from the left edge: a canvas edge, kept
+            [60, 10, 100, 60],  # 10 px from the inner top edge: cut
+            [60, 20, 100, 60],  # exactly the margin from the top: kept
+            [60, 40, 190, 60],  # 10 px from the inner right edge: cut
+            [60, 40, 180, 60],  # exactly the margin from the right: kept
+            [60, 40, 100, 198],  # 2 px from the bottom: a canvas edge, kept
+        ],
+        np.float32,
+    )
     assert cut_by_inner_edges(boxes, inp).tolist() == [False, True, False, True, False, False]
     zero = NetworkInput(0, 2.0, (0, 100, 200, 300), (300, 500), cut_margin=0.0)
     assert not cut_by_inner_edges(boxes, zero).any()
@@ -42,8 +45,10 @@ def test_cut_by_inner_edges_only_cuts_at_inner_edges() -> None:
 
 
 def test_batch_by_pixels_pads_to_the_largest_member() -> None:
-    inputs = [NetworkInput(k, 1.0, (0, 0, w, h), (1000, 1000))
-              for k, (w, h) in enumerate([(64, 64), (64, 64), (100, 64), (32, 32), (600, 600)])]
+    inputs = [
+        NetworkInput(k, 1.0, (0, 0, w, h), (1000, 1000))
+        for k, (w, h) in enumerate([(64, 64), (64, 64), (100, 64), (32, 32), (600, 600)])
+    ]
     # padded: 64x64, 64x64, 128x64 -> 3 * 64 * 128 = 24576 fits 24576, a 4th would not
     groups = [[i.image_index for i in b] for b in batch_by_pixels(inputs, 3 * 64 * 128)]
     assert groups == [[0, 1, 2], [3], [4]]
@@ -51,10 +56,16 @@ def test_batch_by_pixels_pads_to_the_largest_member() -> None:
 
 
 def test_scale_detections_dedups_clips_and_keeps_half_open_range() -> None:
-    a = (np.array([[0, 0, 10, 10], [-5, 0, 15, 10]], np.float32),
-         np.array([0.9, 0.8], np.float32), np.array([1, 1]))
-    b = (np.array([[0, 0, 10, 10.5], [50, 50, 70, 70]], np.float32),
-         np.array([0.7, 0.6], np.float32), np.array([1, 2]))
+    a = (
+        np.array([[0, 0, 10, 10], [-5, 0, 15, 10]], np.float32),
+        np.array([0.9, 0.8], np.float32),
+        np.array([1, 1]),
+    )
+    b = (
+        np.array([[0, 0, 10, 10.5], [50, 50, 70, 70]], np.float32),
+        np.array([0.7, 0.6], np.float32),
+        np.array([1, 2]),
+    )
     boxes, scores, labels = InferenceRunner.scale_detections([a, b], (60, 60), (0.0, 10.5))
     # no dedup; clipped to 60 x 60: sizes 10, 12.2 (15 x 10 after clipping: out), 10.25 and
     # 10 (clipped to 50..60)
@@ -65,8 +76,9 @@ def test_scale_detections_dedups_clips_and_keeps_half_open_range() -> None:
     boxes, _, _ = InferenceRunner.scale_detections([a], (60, 60), (10.0, 11.0))
     assert boxes.tolist() == [[0, 0, 10, 10]]  # the clipped one is 15 x 10: size 12.2
     # with de-duplication across the two inputs, the 0.7 twin of the 0.9 box goes
-    boxes, scores, labels = InferenceRunner.scale_detections([a, b], (60, 60), (0.0, 100.0),
-                                                             dedup_iou=0.5)
+    boxes, scores, labels = InferenceRunner.scale_detections(
+        [a, b], (60, 60), (0.0, 100.0), dedup_iou=0.5
+    )
     assert scores.tolist() == pytest.approx([0.9, 0.8, 0.6])
     assert labels.tolist() == [1, 1, 2]
 
@@ -85,8 +97,13 @@ class _Recorder(torch.nn.Module):
             h, w = im.shape[1:]
             self.shapes.append((h, w))
             cx, cy = w / 2, h / 2
-            outs.append({"boxes": torch.tensor([[cx - 4, cy - 4, cx + 4, cy + 4]]),
-                         "scores": torch.tensor([0.9]), "labels": torch.tensor([1])})
+            outs.append(
+                {
+                    "boxes": torch.tensor([[cx - 4, cy - 4, cx + 4, cy + 4]]),
+                    "scores": torch.tensor([0.9]),
+                    "labels": torch.tensor([1]),
+                }
+            )
         return outs
 
 
@@ -119,8 +136,11 @@ def test_run_maps_back_filters_and_counts_pixels() -> None:
 def test_run_rejects_bad_images_naming_them() -> None:
     runner = InferenceRunner(_Recorder())
     with pytest.raises(ValueError, match="image 1: expected dtype"):
-        runner.run([np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4, 3), np.float32)],
-                   [(0, 1)], lambda s, sizes, prev: [])
+        runner.run(
+            [np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4, 3), np.float32)],
+            [(0, 1)],
+            lambda s, sizes, prev: [],
+        )
     with pytest.raises(ValueError, match=r"image 0: expected shape \(H, W, 3\)"):
         runner.run([np.zeros((4, 4), np.uint8)], [(0, 1)], lambda s, sizes, prev: [])
     with pytest.raises(ValueError, match="merge"):
@@ -133,5 +153,8 @@ def test_missing_output_key_names_it() -> None:
 
     runner = NeedsFocus(_Recorder())
     with pytest.raises(KeyError, match="focus_prob.*FocusPixel head"):
-        runner.run([np.zeros((8, 8, 3), np.uint8)], [(0, 1)],
-                   lambda s, sizes, prev: [whole_canvas(0, 1.0, sizes[0])])
+        runner.run(
+            [np.zeros((8, 8, 3), np.uint8)],
+            [(0, 1)],
+            lambda s, sizes, prev: [whole_canvas(0, 1.0, sizes[0])],
+        )

@@ -28,14 +28,17 @@ def reference_soft_nms(boxes, scores, labels, sigma, min_score):
     """Slow, readable per-class Gaussian soft-NMS in float64 python: [(index, score)] best first."""
     out = []
     for c in sorted(set(labels)):
-        items = [[i, float(s)] for i, (s, lab) in enumerate(zip(scores, labels, strict=True))
-                 if lab == c and s >= min_score]
+        items = [
+            [i, float(s)]
+            for i, (s, lab) in enumerate(zip(scores, labels, strict=True))
+            if lab == c and s >= min_score
+        ]
         while items:
             best = max(items, key=lambda t: (t[1], -t[0]))
             items.remove(best)
             out.append(best)
             for t in items:
-                t[1] *= math.exp(-_iou(boxes[best[0]], boxes[t[0]]) ** 2 / sigma)
+                t[1] *= math.exp(-(_iou(boxes[best[0]], boxes[t[0]]) ** 2) / sigma)
             items = [t for t in items if t[1] >= min_score]
     return sorted(out, key=lambda t: (-t[1], t[0]))
 
@@ -66,15 +69,15 @@ def test_decay_is_sequential_and_reorders() -> None:
     boxes = _t([[0, 0, 10, 10], [1, 0, 11, 10], [50, 50, 60, 60]])
     _, s, _ = merge_detections(boxes, _t([0.9, 0.85, 0.8]), _t([0, 0, 0], torch.int64))
     iou_ab = 90 / 110
-    np.testing.assert_allclose(s.numpy(), [0.9, 0.8, 0.85 * math.exp(-iou_ab**2 / 0.55)],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        s.numpy(), [0.9, 0.8, 0.85 * math.exp(-(iou_ab**2) / 0.55)], rtol=1e-6
+    )
 
 
 def test_different_classes_do_not_suppress() -> None:
     boxes = _t([[0, 0, 10, 10], [0, 0, 10, 10]])
     for method in ("soft", "nms"):
-        b, s, lab = merge_detections(boxes, _t([0.9, 0.8]), _t([1, 2], torch.int64),
-                                     method=method)
+        b, s, lab = merge_detections(boxes, _t([0.9, 0.8]), _t([1, 2], torch.int64), method=method)
         np.testing.assert_allclose(s.numpy(), [0.9, 0.8])
         assert lab.tolist() == [1, 2]
     _, s, _ = merge_detections(boxes, _t([0.9, 0.8]), _t([1, 1], torch.int64), method="nms")
@@ -84,11 +87,13 @@ def test_different_classes_do_not_suppress() -> None:
 def test_min_score_drops_decayed_and_low_boxes() -> None:
     boxes = _t([[0, 0, 10, 10], [0, 0, 10, 10], [40, 40, 50, 50]])
     # Identical box decays to 0.5 * exp(-1 / 0.55) = 0.081; the third starts below 0.1.
-    _, s, _ = merge_detections(boxes, _t([0.9, 0.5, 0.05]), _t([0, 0, 0], torch.int64),
-                               min_score=0.1)
+    _, s, _ = merge_detections(
+        boxes, _t([0.9, 0.5, 0.05]), _t([0, 0, 0], torch.int64), min_score=0.1
+    )
     np.testing.assert_allclose(s.numpy(), [0.9])
-    _, s, _ = merge_detections(boxes, _t([0.9, 0.5, 0.05]), _t([0, 0, 0], torch.int64),
-                               min_score=0.01)
+    _, s, _ = merge_detections(
+        boxes, _t([0.9, 0.5, 0.05]), _t([0, 0, 0], torch.int64), min_score=0.01
+    )
     np.testing.assert_allclose(s.numpy(), [0.9, 0.5 * math.exp(-1 / 0.55), 0.05], rtol=1e-6)
 
 
@@ -111,23 +116,37 @@ def test_ties_keep_input_order() -> None:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_hard_nms_equals_torchvision(seed: int) -> None:
     boxes, scores, labels = _random_detections(seed, 400, 4)
-    b, s, lab = merge_detections(torch.from_numpy(boxes), torch.from_numpy(scores),
-                                 torch.from_numpy(labels), method="nms", iou=0.5,
-                                 min_score=0.0, top_k=0)
-    keep = batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores),
-                       torch.from_numpy(labels), 0.5)
+    b, s, lab = merge_detections(
+        torch.from_numpy(boxes),
+        torch.from_numpy(scores),
+        torch.from_numpy(labels),
+        method="nms",
+        iou=0.5,
+        min_score=0.0,
+        top_k=0,
+    )
+    keep = batched_nms(
+        torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(labels), 0.5
+    )
     assert torch.equal(b, torch.from_numpy(boxes)[keep])
     assert torch.equal(s, torch.from_numpy(scores)[keep])
     assert torch.equal(lab, torch.from_numpy(labels)[keep])
 
 
-@pytest.mark.parametrize(("seed", "sigma", "min_score"), [(0, 0.55, 0.001), (1, 0.3, 0.05),
-                                                          (2, 1.0, 0.0), (3, 0.55, 0.2)])
+@pytest.mark.parametrize(
+    ("seed", "sigma", "min_score"),
+    [(0, 0.55, 0.001), (1, 0.3, 0.05), (2, 1.0, 0.0), (3, 0.55, 0.2)],
+)
 def test_soft_nms_matches_reference(seed: int, sigma: float, min_score: float) -> None:
     boxes, scores, labels = _random_detections(seed, 300, 3)
-    b, s, lab = merge_detections(torch.from_numpy(boxes), torch.from_numpy(scores),
-                                 torch.from_numpy(labels), sigma=sigma, min_score=min_score,
-                                 top_k=0)
+    b, s, lab = merge_detections(
+        torch.from_numpy(boxes),
+        torch.from_numpy(scores),
+        torch.from_numpy(labels),
+        sigma=sigma,
+        min_score=min_score,
+        top_k=0,
+    )
     ref = reference_soft_nms(boxes.tolist(), scores.tolist(), labels.tolist(), sigma, min_score)
     idx = np.array([i for i, _ in ref])
     assert len(s) == len(ref) and len(ref) > 0
@@ -138,8 +157,9 @@ def test_soft_nms_matches_reference(seed: int, sigma: float, min_score: float) -
 
 
 def test_soft_nms_class_pick_order_and_empty() -> None:
-    keep, s = soft_nms_class(np.array([[0, 0, 10, 10], [0, 0, 10, 10]], np.float32),
-                             np.array([0.3, 0.6], np.float32))
+    keep, s = soft_nms_class(
+        np.array([[0, 0, 10, 10], [0, 0, 10, 10]], np.float32), np.array([0.3, 0.6], np.float32)
+    )
     assert keep.tolist() == [1, 0] and s[0] == pytest.approx(0.6)
     keep, s = soft_nms_class(np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
     assert keep.shape == (0,) and s.shape == (0,)
@@ -149,8 +169,9 @@ def test_soft_nms_class_pick_order_and_empty() -> None:
 
 def test_empty_input_and_errors() -> None:
     for method in ("soft", "nms"):
-        b, s, lab = merge_detections(torch.zeros(0, 4), torch.zeros(0),
-                                     torch.zeros(0, dtype=torch.int64), method=method)
+        b, s, lab = merge_detections(
+            torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), method=method
+        )
         assert b.shape == (0, 4) and s.shape == (0,) and lab.dtype == torch.int64
     with pytest.raises(ValueError, match="method"):
         merge_detections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0), method="linear")

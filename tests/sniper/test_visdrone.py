@@ -38,16 +38,32 @@ def _sample(tmp_path):
 
 def _expected():
     def ann(i, img, cat, bbox, crowd):
-        return {"id": i, "image_id": img, "category_id": cat, "bbox": bbox,
-                "area": bbox[2] * bbox[3], "iscrowd": crowd}
+        return {
+            "id": i,
+            "image_id": img,
+            "category_id": cat,
+            "bbox": bbox,
+            "area": bbox[2] * bbox[3],
+            "iscrowd": crowd,
+        }
 
     anns = [ann(1, 1, 4, [1.0, 2.0, 3.0, 4.0], 0)]
     anns += [ann(2 + k, 1, c, [0.0, 0.0, 5.0, 5.0], 1) for k, c in enumerate(ALL)]
     anns += [ann(12, 1, 1, [5.0, 5.0, 2.0, 2.0], 1)]
     anns += [ann(13 + k, 1, c, [3.0, 3.0, 4.0, 4.0], 1) for k, c in enumerate(ALL)]
     anns += [ann(23, 2, 10, [2.0, 1.0, 3.0, 2.0], 0)]
-    names = ["pedestrian", "people", "bicycle", "car", "van", "truck", "tricycle",
-             "awning-tricycle", "bus", "motor"]
+    names = [
+        "pedestrian",
+        "people",
+        "bicycle",
+        "car",
+        "van",
+        "truck",
+        "tricycle",
+        "awning-tricycle",
+        "bus",
+        "motor",
+    ]
     return {
         "info": {"description": "VisDrone-DET converted by sniper.data.visdrone"},
         "licenses": [],
@@ -56,13 +72,21 @@ def _expected():
             {"id": 2, "file_name": "0000002_b.png", "height": 6, "width": 8},
         ],
         "annotations": anns,
-        "categories": [{"id": i, "name": n, "supercategory": "none"}
-                       for i, n in enumerate(names, start=1)],
+        "categories": [
+            {"id": i, "name": n, "supercategory": "none"} for i, n in enumerate(names, start=1)
+        ],
     }
 
 
-STATS = {"images": 2, "annotations": 23, "boxes": 2, "crowd_annotations": 21,
-         "ignore_regions": 2, "ignored_score_zero": 1, "orphan_annotation_files": 0}
+STATS = {
+    "images": 2,
+    "annotations": 23,
+    "boxes": 2,
+    "crowd_annotations": 21,
+    "ignore_regions": 2,
+    "ignored_score_zero": 1,
+    "orphan_annotation_files": 0,
+}
 
 
 def test_convert_exact_json(tmp_path):
@@ -139,12 +163,18 @@ def test_cli_module_entry_point(tmp_path):
     image_dir, ann_dir = _sample(tmp_path)
     out = str(tmp_path / "module.json")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [os.path.join(root, "projects", "sniper"), root, os.environ.get("PYTHONPATH", "")]
-    )}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [os.path.join(root, "projects", "sniper"), root, os.environ.get("PYTHONPATH", "")]
+        ),
+    }
     proc = subprocess.run(
         [sys.executable, "-m", "sniper.data.visdrone", image_dir, ann_dir, out],
-        capture_output=True, text=True, env=env, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == STATS

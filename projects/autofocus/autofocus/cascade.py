@@ -68,11 +68,20 @@ class AutoFocusCascade(InferenceRunner):
         num_threads: threads of `chipping.focus_chips_batch` (0 = all cores).
     """
 
-    output_keys = {"focus_prob": "AutoFocus needs a model with a FocusPixel head "
-                                 "(MODEL.META_ARCHITECTURE AutoFocusRCNN)"}
+    output_keys = {
+        "focus_prob": "AutoFocus needs a model with a FocusPixel head "
+        "(MODEL.META_ARCHITECTURE AutoFocusRCNN)"
+    }
 
-    def __init__(self, model: nn.Module, params: CascadeParams, *, stride: int | None = None,
-                 num_threads: int = 0, **runner_kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        params: CascadeParams,
+        *,
+        stride: int | None = None,
+        num_threads: int = 0,
+        **runner_kwargs: Any,
+    ) -> None:
         super().__init__(model, **runner_kwargs)
         self.params = params
         self.stride = int(stride if stride is not None else getattr(model, "focus_stride", 16))
@@ -91,21 +100,34 @@ class AutoFocusCascade(InferenceRunner):
         kwargs.update(overrides)
         return cls(model, **kwargs)
 
-    def focus_chips(self, previous: ScaleOutputs, sizes: Sequence[tuple[int, int]], s: int,
-                    params: CascadeParams) -> list[np.ndarray]:
+    def focus_chips(
+        self,
+        previous: ScaleOutputs,
+        sizes: Sequence[tuple[int, int]],
+        s: int,
+        params: CascadeParams,
+    ) -> list[np.ndarray]:
         """Per image float32 `(K, 4)` FocusChips (image px) for scale s + 1, built from the
         FocusPixel maps of scale s and merged until none overlap."""
         if not previous.inputs:
             return [np.zeros((0, 4), np.float32) for _ in sizes]
         maps = [o["focus_prob"] for o in previous.outputs]
-        rects, which = focus_chips_batch(maps, params.thresholds[s], params.dilations[s],
-                                         params.min_sizes[s], num_threads=self.num_threads)
+        rects, which = focus_chips_batch(
+            maps,
+            params.thresholds[s],
+            params.dilations[s],
+            params.min_sizes[s],
+            num_threads=self.num_threads,
+        )
         per_image: list[list[np.ndarray]] = [[] for _ in sizes]
         for m, inp in enumerate(previous.inputs):
             mine = rects[which == m]
             if len(mine):
-                per_image[inp.image_index].append(focus_chips_to_image(
-                    mine, self.stride, inp.factor, sizes[inp.image_index], inp.offset))
+                per_image[inp.image_index].append(
+                    focus_chips_to_image(
+                        mine, self.stride, inp.factor, sizes[inp.image_index], inp.offset
+                    )
+                )
         chips = []
         for parts in per_image:
             c = np.concatenate(parts) if parts else np.zeros((0, 4), np.float32)
@@ -114,21 +136,30 @@ class AutoFocusCascade(InferenceRunner):
         return chips
 
     @staticmethod
-    def chip_inputs(chips: Sequence[np.ndarray], sizes: Sequence[tuple[int, int]],
-                    scale: ScaleSpec, border_delta: float) -> list[NetworkInput]:
+    def chip_inputs(
+        chips: Sequence[np.ndarray],
+        sizes: Sequence[tuple[int, int]],
+        scale: ScaleSpec,
+        border_delta: float,
+    ) -> list[NetworkInput]:
         """Network inputs of one scale: every image's chips (image px) as canvas windows,
         cut by `border_delta` image px from their inner edges."""
         inputs = []
         for i, (size, image_chips) in enumerate(zip(sizes, chips, strict=True)):
             factor = scale_factor(scale, size)
             canvas = scaled_size(size, factor)
-            inputs += [NetworkInput(i, factor, canvas_window(c, factor, canvas), canvas,
-                                    border_delta * factor) for c in image_chips]
+            inputs += [
+                NetworkInput(
+                    i, factor, canvas_window(c, factor, canvas), canvas, border_delta * factor
+                )
+                for c in image_chips
+            ]
         return inputs
 
     @torch.no_grad()
-    def __call__(self, images: Sequence[np.ndarray], params: CascadeParams | None = None,
-                 **overrides: Any) -> list[dict[str, Any]]:
+    def __call__(
+        self, images: Sequence[np.ndarray], params: CascadeParams | None = None, **overrides: Any
+    ) -> list[dict[str, Any]]:
         """Detect in `images` (uint8 `(H, W, 3)`, `input_format` order).
 
         Args:
@@ -149,31 +180,43 @@ class AutoFocusCascade(InferenceRunner):
         images = [check_image(im, i) for i, im in enumerate(images)]
         history: list[ScaleOutputs] = []
 
-        def choose(s: int, sizes: list[tuple[int, int]],
-                   previous: ScaleOutputs | None) -> list[NetworkInput]:
+        def choose(
+            s: int, sizes: list[tuple[int, int]], previous: ScaleOutputs | None
+        ) -> list[NetworkInput]:
             if previous is None:
                 chips = [np.array([[0.0, 0.0, w, h]], np.float32) for h, w in sizes]
             else:
                 chips = self.focus_chips(previous, sizes, s - 1, p)
             return self.chip_inputs(chips, sizes, p.scales[s], p.border_delta)
 
-        results = self.run(images, p.valid_ranges, choose,
-                           on_scale=lambda s, outs: history.append(outs))
+        results = self.run(
+            images, p.valid_ranges, choose, on_scale=lambda s, outs: history.append(outs)
+        )
         for i, (image, res) in enumerate(zip(images, results, strict=True)):
             res.update(self._records(i, image.shape[:2], history, p))
         return results
 
-    def _records(self, i: int, size: tuple[int, int], history: list[ScaleOutputs],
-                 p: CascadeParams) -> dict[str, Any]:
+    def _records(
+        self, i: int, size: tuple[int, int], history: list[ScaleOutputs], p: CascadeParams
+    ) -> dict[str, Any]:
         """Image `i`'s chips, FocusPixel maps and pixel fraction, from every scale."""
         chips, maps = [], []
         for scale in history:
             pairs = scale.of_image(i)
-            chips.append(np.asarray([inp.window_img for inp, _ in pairs],
-                                    np.float32).reshape(-1, 4))
-            maps.append([FocusMap(out["focus_prob"], inp.factor, inp.offset, float(self.stride))
-                         for inp, out in pairs])
+            chips.append(
+                np.asarray([inp.window_img for inp, _ in pairs], np.float32).reshape(-1, 4)
+            )
+            maps.append(
+                [
+                    FocusMap(out["focus_prob"], inp.factor, inp.offset, float(self.stride))
+                    for inp, out in pairs
+                ]
+            )
         full = full_pyramid_pixels((int(size[0]), int(size[1])), p.scales)
         pixels = sum(inp.area for scale in history for inp, _ in scale.of_image(i))
-        return {"full_pixels_per_scale": full, "pixel_fraction": pixels / float(sum(full)),
-                "chips_per_scale": chips, "focus_maps": maps}
+        return {
+            "full_pixels_per_scale": full,
+            "pixel_fraction": pixels / float(sum(full)),
+            "chips_per_scale": chips,
+            "focus_maps": maps,
+        }

@@ -18,8 +18,9 @@ __all__ = ["canvas_window", "merge_overlapping"]
 _EPS = 1e-6  # tolerance of floor/ceil on products like 352.0000001
 
 
-def canvas_window(chip_img: Sequence[float], factor: float,
-                  canvas_size: tuple[int, int]) -> tuple[int, int, int, int]:
+def canvas_window(
+    chip_img: Sequence[float], factor: float, canvas_size: tuple[int, int]
+) -> tuple[int, int, int, int]:
     """The canvas window holding a chip given in image px, rounded outward.
 
     Args:
@@ -58,8 +59,7 @@ def merge_overlapping(rects: np.ndarray) -> np.ndarray:
             for j in range(i + 1, len(boxes)):
                 a, b = boxes[i], boxes[j]
                 if min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1]):
-                    boxes[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]),
-                                max(a[3], b[3])]
+                    boxes[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
                     del boxes[j]
                     merged = True
                     break

@@ -17,8 +17,9 @@ from sniper.inputs import list_image_files
 __all__ = ["parse_with_overrides", "resolve_inputs"]
 
 
-def parse_with_overrides(parser: argparse.ArgumentParser,
-                         argv: Sequence[str] | None = None) -> argparse.Namespace:
+def parse_with_overrides(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None = None
+) -> argparse.Namespace:
     """`parser.parse_known_args`, with the unknown words in `args.opts` (an even-length list of
     `KEY VALUE` words); exits with status 2 on an unknown flag or an odd count."""
     args, extra = parser.parse_known_args(argv)

@@ -70,8 +70,11 @@ def validate_autofocus(cfg: CfgNode) -> None:
     af = cfg.AUTOFOCUS
     a, b, c = float(af.POS_MIN_SIZE), float(af.POS_MAX_SIZE), float(af.IGNORE_MAX_SIZE)
     if not 0.0 <= a < b <= c:
-        _fail("POS_MAX_SIZE", af.POS_MAX_SIZE,
-              f"need 0 <= POS_MIN_SIZE ({a}) < POS_MAX_SIZE ({b}) <= IGNORE_MAX_SIZE ({c})")
+        _fail(
+            "POS_MAX_SIZE",
+            af.POS_MAX_SIZE,
+            f"need 0 <= POS_MIN_SIZE ({a}) < POS_MAX_SIZE ({b}) <= IGNORE_MAX_SIZE ({c})",
+        )
     levels = {f"p{lvl}" for lvl in range(cfg.MODEL.FPN.MIN_LEVEL, 6)}
     if af.FEATURE not in levels:
         _fail("FEATURE", af.FEATURE, f"must be one of the FPN levels {sorted(levels)}")

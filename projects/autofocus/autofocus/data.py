@@ -55,30 +55,41 @@ class FocusChipMapper(ChipMapper):
         input_format, pad_value: as `ChipMapper`.
     """
 
-    def __init__(self, gt_boxes: Sequence[np.ndarray], crowd_boxes: Sequence[np.ndarray],
-                 input_format: str = "RGB",
-                 pad_value: Sequence[float] = (124.0, 116.0, 104.0)) -> None:
+    def __init__(
+        self,
+        gt_boxes: Sequence[np.ndarray],
+        crowd_boxes: Sequence[np.ndarray],
+        input_format: str = "RGB",
+        pad_value: Sequence[float] = (124.0, 116.0, 104.0),
+    ) -> None:
         super().__init__(input_format, pad_value)
         if len(gt_boxes) != len(crowd_boxes):
-            raise ValueError(f"got {len(gt_boxes)} gt_boxes and {len(crowd_boxes)} "
-                             "crowd_boxes entries")
+            raise ValueError(
+                f"got {len(gt_boxes)} gt_boxes and {len(crowd_boxes)} crowd_boxes entries"
+            )
         self.gt_boxes = [np.asarray(b, np.float32).reshape(-1, 4) for b in gt_boxes]
         self.crowd_boxes = [np.asarray(b, np.float32).reshape(-1, 4) for b in crowd_boxes]
 
     @classmethod
-    def from_records(cls, records: Sequence[dict], input_format: str = "RGB",
-                     pad_value: Sequence[float] = (124.0, 116.0, 104.0)) -> FocusChipMapper:
+    def from_records(
+        cls,
+        records: Sequence[dict],
+        input_format: str = "RGB",
+        pad_value: Sequence[float] = (124.0, 116.0, 104.0),
+    ) -> FocusChipMapper:
         """From dataset records (`boxes`, optional `crowd_boxes`, image px)."""
         crowd = [r.get("crowd_boxes", np.zeros((0, 4), np.float32)) for r in records]
         return cls([r["boxes"] for r in records], crowd, input_format, pad_value)
 
-    def map_chip(self, image: np.ndarray, spec: ChipSpec,
-                 canvas_cache: dict | None = None) -> tuple[torch.Tensor, dict]:
+    def map_chip(
+        self, image: np.ndarray, spec: ChipSpec, canvas_cache: dict | None = None
+    ) -> tuple[torch.Tensor, dict]:
         """`ChipMapper.map_chip` plus `focus_boxes`, `focus_sizes`, `focus_ignore_boxes`."""
         chip, target = super().map_chip(image, spec, canvas_cache)
         if not 0 <= spec.image_index < len(self.gt_boxes):
-            raise IndexError(f"chip of image {spec.image_index}: the mapper knows "
-                             f"{len(self.gt_boxes)} records")
+            raise IndexError(
+                f"chip of image {spec.image_index}: the mapper knows {len(self.gt_boxes)} records"
+            )
         boxes, sizes = chip_boxes(self.gt_boxes[spec.image_index], spec)
         crowd, _ = chip_boxes(self.crowd_boxes[spec.image_index], spec)
         target["focus_boxes"] = torch.from_numpy(boxes)
@@ -87,11 +98,16 @@ class FocusChipMapper(ChipMapper):
         return chip, target
 
 
-def build_autofocus_train_loader(cfg: CfgNode, rank: int = 0,
-                                 world_size: int = 1) -> TrainChipLoader:
+def build_autofocus_train_loader(
+    cfg: CfgNode, rank: int = 0, world_size: int = 1
+) -> TrainChipLoader:
     """sniper's infinite, resumable chip loader (`sniper.data.build.build_train_loader`)
     with a `FocusChipMapper` over the records of DATASETS.TRAIN."""
     return build_train_loader(
-        cfg, rank, world_size,
+        cfg,
+        rank,
+        world_size,
         mapper_factory=lambda c, records: FocusChipMapper.from_records(
-            records, c.INPUT.FORMAT, pad_value(c)))
+            records, c.INPUT.FORMAT, pad_value(c)
+        ),
+    )

@@ -65,11 +65,18 @@ class AutoFocusTrainer(SniperTrainer):
         scales = tuple(parse_scale_list(cfg.AUTOFOCUS.SCALES))
         for name, res in results.items():
             records = cls.build_test_records(cfg, name)
-            full = float(sum(sum(full_pyramid_pixels((int(r["height"]), int(r["width"])),
-                                                     scales)) for r in records))
+            full = float(
+                sum(
+                    sum(full_pyramid_pixels((int(r["height"]), int(r["width"])), scales))
+                    for r in records
+                )
+            )
             speed = res.setdefault("speed", {})
             speed["full_pyramid_pixels"] = full
             speed["pixel_fraction"] = speed.get("input_pixels", 0.0) / full if full else 0.0
-            logger.info("AutoFocus on %s processed %.4f of the full pyramid's pixels", name,
-                        speed["pixel_fraction"])
+            logger.info(
+                "AutoFocus on %s processed %.4f of the full pyramid's pixels",
+                name,
+                speed["pixel_fraction"],
+            )
         return results

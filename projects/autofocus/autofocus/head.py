@@ -56,8 +56,9 @@ def focus_loss(logits: Tensor, labels: Tensor, weight: float = 1.0) -> Tensor:
         is ignored.
     """
     if logits.shape[0] != labels.shape[0] or logits.shape[2:] != labels.shape[1:]:
-        raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} "
-                         "do not match")
+        raise ValueError(
+            f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} do not match"
+        )
     logits = logits.float()
     if not bool((labels >= 0).any()):
         return logits.sum() * 0.0

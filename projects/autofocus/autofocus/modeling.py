@@ -77,13 +77,21 @@ class AutoFocusRCNN(SniperRCNN):
         af = cfg.AUTOFOCUS
         strides = base.backbone.strides
         if af.FEATURE not in strides:
-            raise ValueError(f"AUTOFOCUS.FEATURE = {af.FEATURE!r} is not a backbone output "
-                             f"({sorted(strides)})")
+            raise ValueError(
+                f"AUTOFOCUS.FEATURE = {af.FEATURE!r} is not a backbone output ({sorted(strides)})"
+            )
         head = FocusPixelHead(base.backbone.out_channels, af.HEAD_CHANNELS)
-        return cls(base.backbone, base.rpn, base.roi_heads, base.transform, head,
-                   focus_feature=af.FEATURE, focus_stride=strides[af.FEATURE],
-                   label_sizes=(af.POS_MIN_SIZE, af.POS_MAX_SIZE, af.IGNORE_MAX_SIZE),
-                   focus_loss_weight=af.LOSS_WEIGHT)
+        return cls(
+            base.backbone,
+            base.rpn,
+            base.roi_heads,
+            base.transform,
+            head,
+            focus_feature=af.FEATURE,
+            focus_stride=strides[af.FEATURE],
+            label_sizes=(af.POS_MIN_SIZE, af.POS_MAX_SIZE, af.IGNORE_MAX_SIZE),
+            focus_loss_weight=af.LOSS_WEIGHT,
+        )
 
     def _focus_losses(self, logits: Tensor, targets: list[dict[str, Tensor]]) -> Tensor:
         """loss_focus of the batch: labels on the padded map, CE with ignore -1."""
@@ -96,8 +104,9 @@ class AutoFocusRCNN(SniperRCNN):
         """Per image float32 `(ceil(h/s), ceil(w/s))` FocusPixel probabilities."""
         prob = focus_probability(logits)
         s = self.focus_stride
-        return [prob[i, : math.ceil(h / s), : math.ceil(w / s)]
-                for i, (h, w) in enumerate(image_sizes)]
+        return [
+            prob[i, : math.ceil(h / s), : math.ceil(w / s)] for i, (h, w) in enumerate(image_sizes)
+        ]
 
     def forward(  # type: ignore[override]
         self,
@@ -113,8 +122,7 @@ class AutoFocusRCNN(SniperRCNN):
             assert targets is not None and isinstance(result, dict)
             result["loss_focus"] = self._focus_losses(logits, targets)
             return result
-        for out, prob in zip(result, self._focus_maps(logits, image_list.image_sizes),
-                             strict=True):
+        for out, prob in zip(result, self._focus_maps(logits, image_list.image_sizes), strict=True):
             out["focus_prob"] = prob
         return result
 

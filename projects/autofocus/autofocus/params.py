@@ -38,15 +38,18 @@ class CascadeParams:
     border_delta: float = 10.0
 
     def __post_init__(self) -> None:
-        scales = tuple(s if isinstance(s, int | float) else (float(s[0]), float(s[1]))
-                       for s in self.scales)
+        scales = tuple(
+            s if isinstance(s, int | float) else (float(s[0]), float(s[1])) for s in self.scales
+        )
         parse_scales(list(scales))  # raises ValueError naming the bad entry
         ranges = parse_ranges([list(r) for r in self.valid_ranges], len(scales))
         transitions = len(scales) - 1
         for name in ("thresholds", "dilations", "min_sizes"):
             if len(getattr(self, name)) != transitions:
-                raise ValueError(f"{name} needs {transitions} entries (one per transition), "
-                                 f"got {list(getattr(self, name))}")
+                raise ValueError(
+                    f"{name} needs {transitions} entries (one per transition), "
+                    f"got {list(getattr(self, name))}"
+                )
         if any(not 0.0 <= float(t) <= 1.0 or math.isnan(float(t)) for t in self.thresholds):
             raise ValueError(f"thresholds must lie in [0, 1], got {list(self.thresholds)}")
         if any(int(v) < 0 for v in (*self.dilations, *self.min_sizes)):
@@ -54,8 +57,7 @@ class CascadeParams:
         if not float(self.border_delta) >= 0:
             raise ValueError(f"border_delta must be >= 0, got {self.border_delta}")
         object.__setattr__(self, "scales", scales)
-        object.__setattr__(self, "valid_ranges",
-                           tuple((float(lo), float(hi)) for lo, hi in ranges))
+        object.__setattr__(self, "valid_ranges", tuple((float(lo), float(hi)) for lo, hi in ranges))
         object.__setattr__(self, "thresholds", tuple(float(t) for t in self.thresholds))
         object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
         object.__setattr__(self, "min_sizes", tuple(int(k) for k in self.min_sizes))
@@ -68,9 +70,14 @@ class CascadeParams:
 
     def with_threshold(self, threshold: float) -> CascadeParams:
         """A copy whose every transition uses threshold `threshold`."""
-        return CascadeParams(self.scales, self.valid_ranges,
-                             (float(threshold),) * len(self.thresholds), self.dilations,
-                             self.min_sizes, self.border_delta)
+        return CascadeParams(
+            self.scales,
+            self.valid_ranges,
+            (float(threshold),) * len(self.thresholds),
+            self.dilations,
+            self.min_sizes,
+            self.border_delta,
+        )
 
 
 def cascade_params_from_cfg(cfg: Any) -> CascadeParams:

@@ -105,8 +105,11 @@ def target_focus_boxes(target: dict[str, Tensor]) -> tuple[Tensor, Tensor | None
     """
     if "focus_boxes" in target:
         ignore = target.get("focus_ignore_boxes")
-        return (target["focus_boxes"], target.get("focus_sizes"),
-                ignore if ignore is not None else target["focus_boxes"].new_zeros((0, 4)))
+        return (
+            target["focus_boxes"],
+            target.get("focus_sizes"),
+            ignore if ignore is not None else target["focus_boxes"].new_zeros((0, 4)),
+        )
     boxes = target["boxes"]
     ignore = target.get("ignore_boxes")
     return boxes, None, ignore if ignore is not None else boxes.new_zeros((0, 4))
@@ -127,6 +130,7 @@ def focus_pixel_labels_batch(
     maps = []
     for target in targets:
         boxes, sizes, ignore = target_focus_boxes(target)
-        maps.append(focus_pixel_labels(boxes, map_size, stride, a, b, c, sizes=sizes,
-                                       ignore_boxes=ignore))
+        maps.append(
+            focus_pixel_labels(boxes, map_size, stride, a, b, c, sizes=sizes, ignore_boxes=ignore)
+        )
     return torch.stack(maps) if maps else torch.zeros((0, *map_size), dtype=torch.int64)

@@ -39,26 +39,40 @@ logger = logging.getLogger("sniper.autofocus.visualize_cli")
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line arguments (module docstring); overrides land in `args.opts`."""
-    parser = argparse.ArgumentParser(prog="python -m autofocus.visualize_cli", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m autofocus.visualize_cli",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--config-file", default="", metavar="FILE", help="YAML config")
-    parser.add_argument("--input", action="append", required=True,
-                        help="dataset name, image file, folder or glob (repeatable)")
+    parser.add_argument(
+        "--input",
+        action="append",
+        required=True,
+        help="dataset name, image file, folder or glob (repeatable)",
+    )
     parser.add_argument("--output", default="autofocus_viz", help="folder for the PNGs")
-    parser.add_argument("--num-images", type=int, default=None,
-                        help="at most this many images per --input")
-    parser.add_argument("--confidence", type=float, default=0.5,
-                        help="minimum score of drawn detections")
+    parser.add_argument(
+        "--num-images", type=int, default=None, help="at most this many images per --input"
+    )
+    parser.add_argument(
+        "--confidence", type=float, default=0.5, help="minimum score of drawn detections"
+    )
     parser.add_argument("--alpha", type=float, default=0.45, help="heat map weight (0-1)")
-    parser.add_argument("--heat-scale", type=int, default=0,
-                        help="scale whose FocusPixel maps form the heat map (0 = coarse)")
+    parser.add_argument(
+        "--heat-scale",
+        type=int,
+        default=0,
+        help="scale whose FocusPixel maps form the heat map (0 = coarse)",
+    )
     return parse_with_overrides(parser, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m autofocus.visualize_cli`; returns the exit status (0)."""
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
+    )
     args = parse_args(argv)
     cfg = setup_cfg(args.config_file, args.opts)
     records = resolve_inputs(args.input, args.num_images)
@@ -68,15 +82,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     used: set[str] = set()
     for path, image in read_images((record["file_name"] for record in records), "BGR"):
         out = predictor(image)
-        drawn = draw_autofocus(image[:, :, ::-1], out, class_names, args.confidence,
-                               heat_scale=args.heat_scale, alpha=args.alpha)
+        drawn = draw_autofocus(
+            image[:, :, ::-1],
+            out,
+            class_names,
+            args.confidence,
+            heat_scale=args.heat_scale,
+            alpha=args.alpha,
+        )
         stem = os.path.splitext(unique_output_name(path, used))[0]
         out_path = os.path.join(args.output, f"{stem}_autofocus.png")
         if not cv2.imwrite(out_path, drawn[:, :, ::-1]):
             logger.warning("could not write %s", out_path)
-        logger.info("%s: %d detections, pixels per scale %s (%.1f%% of the full pyramid) -> %s",
-                    path, len(out["boxes"]), out["pixels_per_scale"],
-                    100.0 * out["pixel_fraction"], out_path)
+        logger.info(
+            "%s: %d detections, pixels per scale %s (%.1f%% of the full pyramid) -> %s",
+            path,
+            len(out["boxes"]),
+            out["pixels_per_scale"],
+            100.0 * out["pixel_fraction"],
+            out_path,
+        )
     return 0
 
 

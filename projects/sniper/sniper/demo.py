@@ -53,20 +53,33 @@ RESULTS_FILE = "results.json"
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line arguments (module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m sniper.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m sniper.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--config-file", default="", metavar="FILE", help="YAML config")
-    parser.add_argument("--input", nargs="+", required=True,
-                        help="image files, folders or glob patterns")
+    parser.add_argument(
+        "--input", nargs="+", required=True, help="image files, folders or glob patterns"
+    )
     parser.add_argument("--output", required=True, help="folder for annotated images + json")
-    parser.add_argument("--confidence", type=float, default=0.5,
-                        help="minimum score of drawn detections (json keeps all)")
-    parser.add_argument("--max-pixels", type=int, default=None,
-                        help="tile canvases with more pixels (default: library default)")
+    parser.add_argument(
+        "--confidence",
+        type=float,
+        default=0.5,
+        help="minimum score of drawn detections (json keeps all)",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        help="tile canvases with more pixels (default: library default)",
+    )
     parser.add_argument("--tile-size", type=int, default=None, help="tile side (canvas px)")
     parser.add_argument("--tile-overlap", type=int, default=None, help="tile overlap (canvas px)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],
-                        help="config overrides as KEY VALUE pairs")
+    parser.add_argument(
+        "opts", nargs=argparse.REMAINDER, default=[], help="config overrides as KEY VALUE pairs"
+    )
     args = parser.parse_args(argv)
     if args.opts[:1] == ["--"]:
         args.opts = args.opts[1:]
@@ -76,16 +89,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m sniper.demo``; returns the exit status (0)."""
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
+    )
     args = parse_args(argv)
     try:
         paths = list_image_files(args.input)
     except FileNotFoundError as err:
         args.parser.error(str(err))
     cfg = setup_cfg(args.config_file, args.opts)
-    overrides = {k: v for k, v in (("max_pixels", args.max_pixels), ("tile_size", args.tile_size),
-                                   ("tile_overlap", args.tile_overlap)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (
+            ("max_pixels", args.max_pixels),
+            ("tile_size", args.tile_size),
+            ("tile_overlap", args.tile_overlap),
+        )
+        if v is not None
+    }
     predictor = SniperPredictor(cfg, input_format="BGR", **overrides)
     class_names, to_dataset_id = dataset_labels(cfg.DATASETS.TEST)
     os.makedirs(args.output, exist_ok=True)
@@ -93,23 +114,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path, image in read_images(tqdm(paths, desc="sniper.demo", unit="img"), "BGR"):
         out = predictor(image)
         done, pixels = done + 1, pixels + out["pixels"]
-        drawn = draw_detections(image[:, :, ::-1], out["boxes"], out["scores"], out["classes"],
-                                class_names, args.confidence)
+        drawn = draw_detections(
+            image[:, :, ::-1],
+            out["boxes"],
+            out["scores"],
+            out["classes"],
+            class_names,
+            args.confidence,
+        )
         out_path = os.path.join(args.output, unique_output_name(path, used))
         if not cv2.imwrite(out_path, drawn[:, :, ::-1]):
             logger.warning("could not write %s", out_path)
         stem = os.path.splitext(os.path.basename(path))[0]
-        for (x1, y1, x2, y2), score, cls in zip(out["boxes"].tolist(), out["scores"].tolist(),
-                                                out["classes"].tolist(), strict=True):
-            results.append({"image_id": stem, "file_name": path,
-                            "category_id": to_dataset_id.get(int(cls), int(cls) + 1),
-                            "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score})
+        for (x1, y1, x2, y2), score, cls in zip(
+            out["boxes"].tolist(), out["scores"].tolist(), out["classes"].tolist(), strict=True
+        ):
+            results.append(
+                {
+                    "image_id": stem,
+                    "file_name": path,
+                    "category_id": to_dataset_id.get(int(cls), int(cls) + 1),
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "score": score,
+                }
+            )
     with open(os.path.join(args.output, RESULTS_FILE), "w", encoding="utf-8") as f:
         json.dump(results, f)
     seconds = time.perf_counter() - start
-    logger.info("%d of %d images, %d detections, %.3g network-input pixels per image, "
-                "%.2f s per image; outputs in %s", done, len(paths), len(results),
-                pixels / max(done, 1), seconds / max(done, 1), args.output)
+    logger.info(
+        "%d of %d images, %d detections, %.3g network-input pixels per image, "
+        "%.2f s per image; outputs in %s",
+        done,
+        len(paths),
+        len(results),
+        pixels / max(done, 1),
+        seconds / max(done, 1),
+        args.output,
+    )
     return 0
 
 

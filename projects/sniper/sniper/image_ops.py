@@ -25,6 +25,7 @@ from chipping.scales import scaled_length
 
 __all__ = ["ImageReadError", "check_image", "cut_chip", "read_image"]
 
+
 class ImageReadError(OSError):
     """An image file is missing, unreadable or not an image."""
 
@@ -53,15 +54,17 @@ def check_image(image: object, index: int = 0) -> np.ndarray:
     if not isinstance(image, np.ndarray):
         raise ValueError(f"image {index}: expected a numpy array, got {type(image).__name__}")
     if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
-        raise ValueError(f"image {index}: expected shape (H, W, 3) with H, W > 0, "
-                         f"got {image.shape}")
+        raise ValueError(
+            f"image {index}: expected shape (H, W, 3) with H, W > 0, got {image.shape}"
+        )
     if image.dtype != np.uint8:
         raise ValueError(f"image {index}: expected dtype uint8 (0-255), got {image.dtype}")
     return np.ascontiguousarray(image)
 
 
-def cut_chip(image: np.ndarray, canvas_box: Sequence[int], factor: float,
-             canvas_cache: dict | None = None) -> np.ndarray:
+def cut_chip(
+    image: np.ndarray, canvas_box: Sequence[int], factor: float, canvas_cache: dict | None = None
+) -> np.ndarray:
     """The canvas window ``canvas_box`` (int XYXY, canvas px) of ``image`` at ``factor``.
 
     Args:
@@ -87,5 +90,6 @@ def cut_chip(image: np.ndarray, canvas_box: Sequence[int], factor: float,
         return np.ascontiguousarray(canvas[y1:y2, x1:x2])
     shift = 0.5 * (factor - 1.0)
     m = np.array([[factor, 0.0, shift - x1], [0.0, factor, shift - y1]], np.float64)
-    return cv2.warpAffine(image, m, (x2 - x1, y2 - y1), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(
+        image, m, (x2 - x1, y2 - y1), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )

@@ -46,8 +46,11 @@ def list_image_files(patterns: Sequence[str]) -> list[str]:
     found: list[str] = []
     for pattern in patterns:
         if os.path.isdir(pattern):
-            found += [os.path.join(pattern, n) for n in sorted(os.listdir(pattern))
-                      if n.lower().endswith(IMAGE_EXTENSIONS)]
+            found += [
+                os.path.join(pattern, n)
+                for n in sorted(os.listdir(pattern))
+                if n.lower().endswith(IMAGE_EXTENSIONS)
+            ]
         elif any(c in pattern for c in "*?["):
             found += sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
         elif os.path.isfile(pattern):
@@ -58,8 +61,9 @@ def list_image_files(patterns: Sequence[str]) -> list[str]:
     return unique
 
 
-def read_images(paths: Iterable[str],
-                input_format: str = "BGR") -> Iterator[tuple[str, np.ndarray]]:
+def read_images(
+    paths: Iterable[str], input_format: str = "BGR"
+) -> Iterator[tuple[str, np.ndarray]]:
     """``(path, image)`` for every readable file of ``paths``, in order; the others are skipped
     with a warning naming them.
 

@@ -13,8 +13,14 @@ import numpy as np
 
 from chipping.scales import box_sizes, in_range, parse_ranges
 
-SCALE_COLORS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-                (70, 240, 240)]
+SCALE_COLORS = [
+    (230, 25, 75),
+    (60, 180, 75),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+]
 NOT_VALID_COLOR = (200, 200, 200)
 
 
@@ -36,9 +42,14 @@ def _rect(img: np.ndarray, box, color, thickness: int) -> None:
     cv2.rectangle(img, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), color, thickness)
 
 
-def draw_chips(image: np.ndarray, chips_img: np.ndarray, chip_scales: np.ndarray,
-               boxes: np.ndarray | None = None, valid_ranges: Sequence | None = None,
-               scale_names: Sequence[str] | None = None) -> np.ndarray:
+def draw_chips(
+    image: np.ndarray,
+    chips_img: np.ndarray,
+    chip_scales: np.ndarray,
+    boxes: np.ndarray | None = None,
+    valid_ranges: Sequence | None = None,
+    scale_names: Sequence[str] | None = None,
+) -> np.ndarray:
     """Draws chips (image px, coloured by scale) and GT boxes (coloured by valid scale).
 
     Args:
@@ -52,8 +63,11 @@ def draw_chips(image: np.ndarray, chips_img: np.ndarray, chip_scales: np.ndarray
     out = np.ascontiguousarray(image.copy())
     thick = max(2, int(round(max(out.shape[:2]) / 400)))
     if boxes is not None and len(boxes):
-        which = (valid_scale_of_boxes(boxes, valid_ranges) if valid_ranges is not None
-                 else np.full(len(boxes), -1))
+        which = (
+            valid_scale_of_boxes(boxes, valid_ranges)
+            if valid_ranges is not None
+            else np.full(len(boxes), -1)
+        )
         for b, s in zip(np.asarray(boxes).reshape(-1, 4), which, strict=True):
             _rect(out, b, scale_color(int(s)) if s >= 0 else NOT_VALID_COLOR, 1)
     for c, s in zip(np.asarray(chips_img).reshape(-1, 4), chip_scales, strict=True):
@@ -62,6 +76,14 @@ def draw_chips(image: np.ndarray, chips_img: np.ndarray, chip_scales: np.ndarray
         for s, name in enumerate(scale_names):
             y = 22 + 26 * s
             cv2.rectangle(out, (6, y - 16), (26, y + 4), scale_color(s), -1)
-            cv2.putText(out, str(name), (32, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255),
-                        2, cv2.LINE_AA)
+            cv2.putText(
+                out,
+                str(name),
+                (32, y),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.6,
+                (255, 255, 255),
+                2,
+                cv2.LINE_AA,
+            )
     return out

@@ -75,6 +75,7 @@ def draw_detections(
         left = min(max(x1, 0), max(0, width - tw))
         cv2.rectangle(out, (left, top), (left + tw, top + th + base), color, -1)
         ink = (0, 0, 0) if sum(color) > 3 * 150 else (255, 255, 255)
-        cv2.putText(out, text, (left, top + th), cv2.FONT_HERSHEY_SIMPLEX, font_scale, ink, 1,
-                    cv2.LINE_AA)
+        cv2.putText(
+            out, text, (left, top + th), cv2.FONT_HERSHEY_SIMPLEX, font_scale, ink, 1, cv2.LINE_AA
+        )
     return out

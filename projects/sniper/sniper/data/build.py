@@ -72,8 +72,15 @@ class TrainChipLoader:
         num_workers: DataLoader worker processes (0 = map in the main process).
     """
 
-    def __init__(self, sampler: ChipSampler, mapper: ChipMapper, chips_per_batch: int,
-                 rank: int = 0, world_size: int = 1, num_workers: int = 0) -> None:
+    def __init__(
+        self,
+        sampler: ChipSampler,
+        mapper: ChipMapper,
+        chips_per_batch: int,
+        rank: int = 0,
+        world_size: int = 1,
+        num_workers: int = 0,
+    ) -> None:
         self.sampler, self.mapper = sampler, mapper
         self.chips_per_batch, self.rank, self.world_size = chips_per_batch, rank, world_size
         self.num_workers = num_workers
@@ -88,24 +95,36 @@ class TrainChipLoader:
         self._iter = None
 
     def epoch_batches(self, epoch: int) -> list[list[ChipSpec]]:
-        return self.sampler.epoch_batches(epoch, self.chips_per_batch, self.rank,
-                                          self.world_size)
+        return self.sampler.epoch_batches(epoch, self.chips_per_batch, self.rank, self.world_size)
 
     def _start_epoch(self) -> Iterator:
         batches = self.epoch_batches(self.epoch)
         if not batches:
-            raise RuntimeError("the training set yields no chips: no image has a box in any "
-                               "scale's valid range (check SNIPER.VALID_RANGES and the data)")
+            raise RuntimeError(
+                "the training set yields no chips: no image has a box in any "
+                "scale's valid range (check SNIPER.VALID_RANGES and the data)"
+            )
         # A seeded generator: creating this loader must not draw from torch's global RNG,
         # or a resumed run would sample RPN/RoI targets differently from an uninterrupted one.
         generator = torch.Generator().manual_seed(
-            self.sampler.seed * 1_000_003 + self.epoch * 7919 + self.rank)
-        loader = DataLoader(_BatchDataset(batches[self.batch_in_epoch:], self.mapper),
-                            batch_size=None, shuffle=False, num_workers=self.num_workers,
-                            collate_fn=_identity, persistent_workers=False,
-                            generator=generator)
-        logger.info("epoch %d: %d batches of %d chips on rank %d", self.epoch, len(batches),
-                    self.chips_per_batch, self.rank)
+            self.sampler.seed * 1_000_003 + self.epoch * 7919 + self.rank
+        )
+        loader = DataLoader(
+            _BatchDataset(batches[self.batch_in_epoch :], self.mapper),
+            batch_size=None,
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=_identity,
+            persistent_workers=False,
+            generator=generator,
+        )
+        logger.info(
+            "epoch %d: %d batches of %d chips on rank %d",
+            self.epoch,
+            len(batches),
+            self.chips_per_batch,
+            self.rank,
+        )
         return iter(loader)
 
     def __iter__(self) -> TrainChipLoader:
@@ -149,11 +168,19 @@ def build_chip_sampler(cfg, records: list[dict]) -> ChipSampler:
     s = cfg.SNIPER
     proposals = load_proposals(s.PROPOSALS_FILE, records) if s.PROPOSALS_FILE else None
     return ChipSampler(
-        records, list(s.TRAIN_SCALES), [list(r) for r in s.VALID_RANGES], s.CHIP_SIZE,
-        s.CHIP_STRIDE, jitter=s.STRIDE_JITTER, min_box_size=s.MIN_BOX_SIZE,
-        proposals=proposals, neg_per_image=s.NEG_CHIPS_PER_IMAGE,
+        records,
+        list(s.TRAIN_SCALES),
+        [list(r) for r in s.VALID_RANGES],
+        s.CHIP_SIZE,
+        s.CHIP_STRIDE,
+        jitter=s.STRIDE_JITTER,
+        min_box_size=s.MIN_BOX_SIZE,
+        proposals=proposals,
+        neg_per_image=s.NEG_CHIPS_PER_IMAGE,
         neg_min_proposals=list(s.NEG_MIN_PROPOSALS),
-        flip=cfg.INPUT.RANDOM_FLIP == "horizontal", seed=resolve_seed(cfg.SEED))
+        flip=cfg.INPUT.RANDOM_FLIP == "horizontal",
+        seed=resolve_seed(cfg.SEED),
+    )
 
 
 def pad_value(cfg) -> list[float]:
@@ -167,9 +194,13 @@ def build_chip_mapper(cfg, records: Sequence[dict] | None = None) -> ChipMapper:
     return ChipMapper(cfg.INPUT.FORMAT, pad_value(cfg))
 
 
-def build_train_loader(cfg, rank: int = 0, world_size: int = 1, *,
-                       mapper_factory: Callable[..., ChipMapper] | None = None
-                       ) -> TrainChipLoader:
+def build_train_loader(
+    cfg,
+    rank: int = 0,
+    world_size: int = 1,
+    *,
+    mapper_factory: Callable[..., ChipMapper] | None = None,
+) -> TrainChipLoader:
     """The infinite training loader of ``cfg`` for this rank (see ``TrainChipLoader``).
 
     ``mapper_factory(cfg, records)`` builds the chip mapper (default ``build_chip_mapper``);
@@ -177,12 +208,20 @@ def build_train_loader(cfg, rank: int = 0, world_size: int = 1, *,
     """
     total = int(cfg.SOLVER.IMS_PER_BATCH)
     if total % world_size:
-        raise ValueError(f"SOLVER.IMS_PER_BATCH = {total} must be divisible by the number of "
-                         f"processes ({world_size})")
+        raise ValueError(
+            f"SOLVER.IMS_PER_BATCH = {total} must be divisible by the number of "
+            f"processes ({world_size})"
+        )
     records = get_records(cfg.DATASETS.TRAIN)
     mapper = (mapper_factory or build_chip_mapper)(cfg, records)
-    return TrainChipLoader(build_chip_sampler(cfg, records), mapper, total // world_size, rank,
-                           world_size, cfg.DATALOADER.NUM_WORKERS)
+    return TrainChipLoader(
+        build_chip_sampler(cfg, records),
+        mapper,
+        total // world_size,
+        rank,
+        world_size,
+        cfg.DATALOADER.NUM_WORKERS,
+    )
 
 
 def build_test_records(dataset_name: str) -> list[dict]:

@@ -33,8 +33,9 @@ class ChipMapper:
     chip px, ``image_index``, ``scale_index``.
     """
 
-    def __init__(self, input_format: str = "RGB",
-                 pad_value: Sequence[float] = (124.0, 116.0, 104.0)) -> None:
+    def __init__(
+        self, input_format: str = "RGB", pad_value: Sequence[float] = (124.0, 116.0, 104.0)
+    ) -> None:
         if input_format not in ("RGB", "BGR"):
             raise ValueError(f"input_format must be 'RGB' or 'BGR', got {input_format!r}")
         self.input_format = input_format
@@ -42,8 +43,9 @@ class ChipMapper:
         if self.pad_value.shape != (3,):
             raise ValueError(f"pad_value must have 3 entries, got {pad_value!r}")
 
-    def map_chip(self, image: np.ndarray, spec: ChipSpec,
-                 canvas_cache: dict | None = None) -> tuple[torch.Tensor, dict]:
+    def map_chip(
+        self, image: np.ndarray, spec: ChipSpec, canvas_cache: dict | None = None
+    ) -> tuple[torch.Tensor, dict]:
         """One chip of an already decoded image (uint8 HxWx3 in ``input_format``)."""
         chip = cut_chip(image, spec.canvas_box, spec.factor, canvas_cache)
         boxes = np.asarray(spec.boxes, np.float32).reshape(-1, 4)
@@ -54,7 +56,7 @@ class ChipMapper:
         k = spec.chip_size
         out = np.empty((k, k, 3), np.uint8)
         out[:] = self.pad_value.astype(np.uint8)
-        out[:chip.shape[0], :chip.shape[1]] = chip
+        out[: chip.shape[0], : chip.shape[1]] = chip
         target = {
             "boxes": torch.from_numpy(np.ascontiguousarray(boxes)),
             "labels": torch.from_numpy(np.asarray(spec.classes, np.int64) + 1),
@@ -80,8 +82,12 @@ class ChipMapper:
             if image is None:
                 continue
             if tuple(image.shape[:2]) != tuple(spec.image_size):
-                logger.warning("skipping chip of %s: image is %s but its record says %s",
-                               spec.file_name, image.shape[:2], tuple(spec.image_size))
+                logger.warning(
+                    "skipping chip of %s: image is %s but its record says %s",
+                    spec.file_name,
+                    image.shape[:2],
+                    tuple(spec.image_size),
+                )
                 continue
             out.append(self.map_chip(image, spec, cache))
         return out

@@ -27,9 +27,13 @@ logger = logging.getLogger("sniper.data")
 
 
 def _concat_plans(a: ChipPlan, b: ChipPlan) -> ChipPlan:
-    return ChipPlan(*(np.concatenate([getattr(a, f), getattr(b, f)])
-                      for f in ("image_index", "scale_index", "chips_scaled", "factors",
-                                "counts")), valid_ranges=a.valid_ranges)
+    return ChipPlan(
+        *(
+            np.concatenate([getattr(a, f), getattr(b, f)])
+            for f in ("image_index", "scale_index", "chips_scaled", "factors", "counts")
+        ),
+        valid_ranges=a.valid_ranges,
+    )
 
 
 class ChipSampler:
@@ -49,12 +53,24 @@ class ChipSampler:
         seed: base seed; epoch ``e`` uses ``image_seed(seed, e)``.
     """
 
-    def __init__(self, records: Sequence[dict], scales: Sequence, valid_ranges: Sequence,
-                 chip_size: int = 512, stride: int = 32, *, jitter: bool = False,
-                 min_box_size: float = 2.0, min_inside: float = 0.5,
-                 proposals: Sequence[np.ndarray] | None = None, neg_per_image: int = 2,
-                 neg_min_proposals: Sequence[int] = (25, 10, 10), flip: bool = True,
-                 seed: int = 0, num_threads: int = 0) -> None:
+    def __init__(
+        self,
+        records: Sequence[dict],
+        scales: Sequence,
+        valid_ranges: Sequence,
+        chip_size: int = 512,
+        stride: int = 32,
+        *,
+        jitter: bool = False,
+        min_box_size: float = 2.0,
+        min_inside: float = 0.5,
+        proposals: Sequence[np.ndarray] | None = None,
+        neg_per_image: int = 2,
+        neg_min_proposals: Sequence[int] = (25, 10, 10),
+        flip: bool = True,
+        seed: int = 0,
+        num_threads: int = 0,
+    ) -> None:
         if len(records) == 0:
             raise ValueError("ChipSampler needs at least one record")
         self.records = list(records)
@@ -66,23 +82,31 @@ class ChipSampler:
         self.seed, self.num_threads = int(seed), int(num_threads)
         self.sizes = np.array([(r["height"], r["width"]) for r in self.records], np.int64)
         gt = [np.asarray(r["boxes"], np.float32).reshape(-1, 4) for r in self.records]
-        crowd = [np.asarray(r.get("crowd_boxes", np.zeros((0, 4))), np.float32).reshape(-1, 4)
-                 for r in self.records]
+        crowd = [
+            np.asarray(r.get("crowd_boxes", np.zeros((0, 4))), np.float32).reshape(-1, 4)
+            for r in self.records
+        ]
         self._gt, self._gt_splits = self._flatten(gt)
         # Assignment sees GT then crowd boxes of each image; crowd rows are always ignore.
         self._all, self._all_splits = self._flatten(
-            [np.concatenate([g, c]) for g, c in zip(gt, crowd, strict=True)])
+            [np.concatenate([g, c]) for g, c in zip(gt, crowd, strict=True)]
+        )
         self._crowd = np.concatenate(
-            [np.r_[np.zeros(len(g), bool), np.ones(len(c), bool)]
-             for g, c in zip(gt, crowd, strict=True)])
+            [
+                np.r_[np.zeros(len(g), bool), np.ones(len(c), bool)]
+                for g, c in zip(gt, crowd, strict=True)
+            ]
+        )
         self._num_gt = np.array([len(g) for g in gt], np.int64)
         self.proposals = None
         if proposals is not None:
             if len(proposals) != len(self.records):
-                raise ValueError(f"proposals has {len(proposals)} entries for "
-                                 f"{len(self.records)} records")
+                raise ValueError(
+                    f"proposals has {len(proposals)} entries for {len(self.records)} records"
+                )
             self.proposals = self._flatten(
-                [np.asarray(p, np.float32).reshape(-1, 4) for p in proposals])
+                [np.asarray(p, np.float32).reshape(-1, 4) for p in proposals]
+            )
 
     @staticmethod
     def _flatten(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -92,26 +116,38 @@ class ChipSampler:
         return np.ascontiguousarray(flat, np.float32), splits
 
     def _plan_kwargs(self) -> dict:
-        return dict(scales=self.scales, valid_ranges=self.valid_ranges,
-                    chip_size=self.chip_size, stride=self.stride, jitter=self.jitter,
-                    num_threads=self.num_threads)
+        return dict(
+            scales=self.scales,
+            valid_ranges=self.valid_ranges,
+            chip_size=self.chip_size,
+            stride=self.stride,
+            jitter=self.jitter,
+            num_threads=self.num_threads,
+        )
 
     def plan_chips(self, epoch: int) -> tuple[ChipPlan, np.ndarray]:
         """The epoch's chips (positives, then sampled negatives) and their negative flags."""
         seed = image_seed(self.seed, epoch)
-        pos = plan_positive_chips_batch(self._gt, self.sizes, box_splits=self._gt_splits,
-                                        seed=seed, **self._plan_kwargs())
+        pos = plan_positive_chips_batch(
+            self._gt, self.sizes, box_splits=self._gt_splits, seed=seed, **self._plan_kwargs()
+        )
         negative = np.zeros(len(pos), bool)
         if self.proposals is None or self.neg_per_image <= 0:
             return pos, negative
         props, splits = self.proposals
-        neg = plan_negative_chips_batch(props, self.sizes, pos, proposal_splits=splits,
-                                        min_proposals=self.neg_min_proposals,
-                                        seed=image_seed(seed, 1 << 32), **self._plan_kwargs())
+        neg = plan_negative_chips_batch(
+            props,
+            self.sizes,
+            pos,
+            proposal_splits=splits,
+            min_proposals=self.neg_min_proposals,
+            seed=image_seed(seed, 1 << 32),
+            **self._plan_kwargs(),
+        )
         rng = np.random.default_rng([self.seed, epoch, 1])
         keep = np.zeros(len(neg), bool)
         for first, last in self._runs(neg.image_index):
-            take = rng.permutation(last - first)[:self.neg_per_image]
+            take = rng.permutation(last - first)[: self.neg_per_image]
             keep[first + take] = True
         neg = neg.select(keep)
         return _concat_plans(pos, neg), np.r_[negative, np.ones(len(neg), bool)]
@@ -128,10 +164,15 @@ class ChipSampler:
     def epoch_chips(self, epoch: int) -> list[ChipSpec]:
         """All chips of ``epoch`` with their targets, in plan order."""
         plan, negative = self.plan_chips(epoch)
-        assign = assign_boxes_batch(plan, self._all, box_splits=self._all_splits,
-                                    crowd=self._crowd, min_inside=self.min_inside,
-                                    min_box_size=self.min_box_size,
-                                    num_threads=self.num_threads)
+        assign = assign_boxes_batch(
+            plan,
+            self._all,
+            box_splits=self._all_splits,
+            crowd=self._crowd,
+            min_inside=self.min_inside,
+            min_box_size=self.min_box_size,
+            num_threads=self.num_threads,
+        )
         flips = np.random.default_rng([self.seed, epoch, 2]).random(len(plan)) < 0.5
         ranges = plan.chip_ranges
         chips = []
@@ -140,19 +181,34 @@ class ChipSampler:
             rec = self.records[i]
             vi, vb = assign.valid(k)
             _, gb = assign.ignore(k)
-            chips.append(ChipSpec(
-                image_index=i, file_name=rec["file_name"],
-                image_size=(int(rec["height"]), int(rec["width"])),
-                scale_index=int(plan.scale_index[k]), factor=float(plan.factors[k]),
-                canvas_box=tuple(int(v) for v in plan.chips_scaled[k]),
-                chip_size=self.chip_size, boxes=vb,
-                classes=np.asarray(rec["classes"], np.int64)[vi], ignore_boxes=gb,
-                valid_range=(float(ranges[k, 0]), float(ranges[k, 1])),
-                negative=bool(negative[k]), flip=bool(self.flip and flips[k]), chip_id=k))
+            chips.append(
+                ChipSpec(
+                    image_index=i,
+                    file_name=rec["file_name"],
+                    image_size=(int(rec["height"]), int(rec["width"])),
+                    scale_index=int(plan.scale_index[k]),
+                    factor=float(plan.factors[k]),
+                    canvas_box=tuple(int(v) for v in plan.chips_scaled[k]),
+                    chip_size=self.chip_size,
+                    boxes=vb,
+                    classes=np.asarray(rec["classes"], np.int64)[vi],
+                    ignore_boxes=gb,
+                    valid_range=(float(ranges[k, 0]), float(ranges[k, 1])),
+                    negative=bool(negative[k]),
+                    flip=bool(self.flip and flips[k]),
+                    chip_id=k,
+                )
+            )
         return chips
 
-    def epoch_batches(self, epoch: int, chips_per_batch: int, rank: int = 0,
-                      world_size: int = 1, drop_last: bool = False) -> list[list[ChipSpec]]:
+    def epoch_batches(
+        self,
+        epoch: int,
+        chips_per_batch: int,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = False,
+    ) -> list[list[ChipSpec]]:
         """This rank's batches of ``epoch``.
 
         Images come in a random order with each image's chips together (shuffled); the
@@ -161,8 +217,10 @@ class ChipSampler:
         repeat batches from the start of the epoch when the count does not divide.
         """
         if chips_per_batch <= 0 or world_size <= 0 or not 0 <= rank < world_size:
-            raise ValueError(f"need chips_per_batch > 0 and 0 <= rank < world_size, got "
-                             f"{chips_per_batch}, {rank}, {world_size}")
+            raise ValueError(
+                f"need chips_per_batch > 0 and 0 <= rank < world_size, got "
+                f"{chips_per_batch}, {rank}, {world_size}"
+            )
         chips = self.epoch_chips(epoch)
         rng = np.random.default_rng([self.seed, epoch, 3])
         by_image: dict[int, list[ChipSpec]] = {}
@@ -172,7 +230,7 @@ class ChipSampler:
         for i in rng.permutation(len(self.records)):
             own = by_image.get(int(i), [])
             order += [own[j] for j in rng.permutation(len(own))]
-        batches = [order[k:k + chips_per_batch] for k in range(0, len(order), chips_per_batch)]
+        batches = [order[k : k + chips_per_batch] for k in range(0, len(order), chips_per_batch)]
         if drop_last and batches and len(batches[-1]) < chips_per_batch:
             batches.pop()
         if not batches:

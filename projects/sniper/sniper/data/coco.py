@@ -138,8 +138,11 @@ def _parse_images(json_file: str, images: list, image_root: str) -> list[dict[st
 
 
 def _gather_annotations(
-    annotations: list, image_index: dict[int, int], cat_to_contiguous: dict[int, int],
-    json_file: str, dropped: Counter,
+    annotations: list,
+    image_index: dict[int, int],
+    cat_to_contiguous: dict[int, int],
+    json_file: str,
+    dropped: Counter,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One pass over the annotations: schema rules 1-3; the geometry is left to numpy.
 
@@ -209,8 +212,10 @@ def _clip_and_filter(
         inside = positive & (cw > 0) & (ch > 0)
         keep = inside & (cw >= 1) & (ch >= 1)
     for reason, count in (
-        (_R_NONFINITE, ~finite), (_R_NONPOS, finite & ~positive),
-        (_R_OUTSIDE, positive & ~inside), (_R_TINY, inside & ~keep),
+        (_R_NONFINITE, ~finite),
+        (_R_NONPOS, finite & ~positive),
+        (_R_OUTSIDE, positive & ~inside),
+        (_R_TINY, inside & ~keep),
     ):
         if count.any():
             dropped[reason] += int(count.sum())
@@ -234,8 +239,13 @@ def _group(img_idx: np.ndarray, mask: np.ndarray, n_images: int) -> tuple[np.nda
 
 
 def _summary(
-    json_file: str, n_images: int, n_boxes: int, n_crowd: int, n_clipped: int,
-    dropped: Counter, n_missing_files: int,
+    json_file: str,
+    n_images: int,
+    n_boxes: int,
+    n_crowd: int,
+    n_clipped: int,
+    dropped: Counter,
+    n_missing_files: int,
 ) -> str:
     """The one-line load summary (see the module docstring)."""
     order = [_R_BBOX, _R_IMAGE]
@@ -301,7 +311,12 @@ def load_coco_json(
         img["crowd_boxes"], img["ann_ids"] = crowd_boxes[c0:c1], pos_ann_ids[p0:p1]
 
     line = _summary(
-        json_file, len(images), len(pos_order), len(crowd_order), n_clipped, dropped,
+        json_file,
+        len(images),
+        len(pos_order),
+        len(crowd_order),
+        n_clipped,
+        dropped,
         n_missing_files,
     )
     anything_dropped = bool(n_missing_files or sum(dropped.values()))

@@ -26,12 +26,15 @@ logger = logging.getLogger("sniper.data")
 FORMAT_VERSION = 1
 
 
-def save_proposals(path: str, image_ids: Sequence[int], boxes: Sequence[np.ndarray],
-                   scores: Sequence[np.ndarray]) -> None:
+def save_proposals(
+    path: str, image_ids: Sequence[int], boxes: Sequence[np.ndarray], scores: Sequence[np.ndarray]
+) -> None:
     """Writes per-image proposals (image px) to ``path`` atomically (temp file + rename)."""
     if not (len(image_ids) == len(boxes) == len(scores)):
-        raise ValueError(f"image_ids, boxes and scores must have one entry per image, got "
-                         f"{len(image_ids)}, {len(boxes)}, {len(scores)}")
+        raise ValueError(
+            f"image_ids, boxes and scores must have one entry per image, got "
+            f"{len(image_ids)}, {len(boxes)}, {len(scores)}"
+        )
     b = [np.asarray(x, dtype=np.float32).reshape(-1, 4) for x in boxes]
     s = [np.asarray(x, dtype=np.float32).reshape(-1) for x in scores]
     for i, (bi, si) in enumerate(zip(b, s, strict=True)):
@@ -44,10 +47,14 @@ def save_proposals(path: str, image_ids: Sequence[int], boxes: Sequence[np.ndarr
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".proposals-", suffix=".npz")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, image_ids=np.asarray(image_ids, dtype=np.int64), splits=splits,
-                     boxes=np.concatenate(b) if b else np.zeros((0, 4), np.float32),
-                     scores=np.concatenate(s) if s else np.zeros(0, np.float32),
-                     version=np.int64(FORMAT_VERSION))
+            np.savez(
+                f,
+                image_ids=np.asarray(image_ids, dtype=np.int64),
+                splits=splits,
+                boxes=np.concatenate(b) if b else np.zeros((0, 4), np.float32),
+                scores=np.concatenate(s) if s else np.zeros(0, np.float32),
+                version=np.int64(FORMAT_VERSION),
+            )
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -68,11 +75,14 @@ def load_proposals(path: str, records: Sequence[dict]) -> list[np.ndarray]:
             ids, splits = data["image_ids"], data["splits"]
             boxes = data["boxes"].astype(np.float32).reshape(-1, 4)
     except (KeyError, ValueError, OSError) as e:
-        raise ValueError(f"{path} is not a proposals file (need image_ids, splits, boxes, "
-                         f"scores): {e}") from e
+        raise ValueError(
+            f"{path} is not a proposals file (need image_ids, splits, boxes, scores): {e}"
+        ) from e
     if len(splits) != len(ids) + 1 or splits[-1] != len(boxes):
-        raise ValueError(f"{path}: splits do not match image_ids/boxes "
-                         f"({len(splits)} splits, {len(ids)} images, {len(boxes)} boxes)")
+        raise ValueError(
+            f"{path}: splits do not match image_ids/boxes "
+            f"({len(splits)} splits, {len(ids)} images, {len(boxes)} boxes)"
+        )
     where = {int(i): k for k, i in enumerate(ids)}
     out, missing, dropped = [], 0, 0
     for rec in records:
@@ -81,14 +91,16 @@ def load_proposals(path: str, records: Sequence[dict]) -> list[np.ndarray]:
             missing += 1
             out.append(np.zeros((0, 4), np.float32))
             continue
-        b = boxes[splits[k]:splits[k + 1]]
+        b = boxes[splits[k] : splits[k + 1]]
         b = np.clip(b, 0, [rec["width"], rec["height"], rec["width"], rec["height"]])
         keep = np.isfinite(b).all(axis=1) & (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
         dropped += int((~keep).sum())
         out.append(np.ascontiguousarray(b[keep], dtype=np.float32))
     if missing or dropped:
-        msg = (f"load_proposals({path}): {missing} of {len(records)} images have no "
-               f"proposals; dropped {dropped} empty or non-finite boxes")
+        msg = (
+            f"load_proposals({path}): {missing} of {len(records)} images have no "
+            f"proposals; dropped {dropped} empty or non-finite boxes"
+        )
         logger.warning(msg)
         warnings.warn(msg, stacklevel=2)
     return out

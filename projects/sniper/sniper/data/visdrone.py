@@ -49,8 +49,16 @@ __all__ = ["VISDRONE_CLASSES", "convert_visdrone_to_coco", "main"]
 
 #: Names of VisDrone categories 1..10 (COCO category ids 1..10).
 VISDRONE_CLASSES = (
-    "pedestrian", "people", "bicycle", "car", "van",
-    "truck", "tricycle", "awning-tricycle", "bus", "motor",
+    "pedestrian",
+    "people",
+    "bicycle",
+    "car",
+    "van",
+    "truck",
+    "tricycle",
+    "awning-tricycle",
+    "bus",
+    "motor",
 )
 _IGNORED_REGION, _OTHERS = 0, 11
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -95,14 +103,16 @@ def _annotations_of(txt_path: str, image_id: int, next_id: int, stats: dict) -> 
                 stats["boxes"] += 1
                 cat_ids, iscrowd = [category], 0
             for cat_id in cat_ids:
-                anns.append({
-                    "id": next_id + len(anns),
-                    "image_id": image_id,
-                    "category_id": cat_id,
-                    "bbox": [float(left), float(top), float(width), float(height)],
-                    "area": float(width * height),
-                    "iscrowd": iscrowd,
-                })
+                anns.append(
+                    {
+                        "id": next_id + len(anns),
+                        "image_id": image_id,
+                        "category_id": cat_id,
+                        "bbox": [float(left), float(top), float(width), float(height)],
+                        "area": float(width * height),
+                        "iscrowd": iscrowd,
+                    }
+                )
     return anns
 
 
@@ -137,12 +147,21 @@ def convert_visdrone_to_coco(image_dir: str, annotation_dir: str, output_json: s
         0/11 lines, score-0 lines of categories 1..10, txt files without an image.
     """
     names = sorted(
-        n for n in os.listdir(image_dir)
+        n
+        for n in os.listdir(image_dir)
         if n.lower().endswith(_IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(image_dir, n))
     )
     stats = dict.fromkeys(
-        ("images", "annotations", "boxes", "crowd_annotations", "ignore_regions",
-         "ignored_score_zero", "orphan_annotation_files"), 0
+        (
+            "images",
+            "annotations",
+            "boxes",
+            "crowd_annotations",
+            "ignore_regions",
+            "ignored_score_zero",
+            "orphan_annotation_files",
+        ),
+        0,
     )
     images: list[dict] = []
     annotations: list[dict] = []
@@ -157,7 +176,8 @@ def convert_visdrone_to_coco(image_dir: str, annotation_dir: str, output_json: s
 
     stems = {os.path.splitext(n)[0] for n in names}
     orphans = sorted(
-        n for n in os.listdir(annotation_dir)
+        n
+        for n in os.listdir(annotation_dir)
         if n.endswith(".txt") and os.path.splitext(n)[0] not in stems
     )
     if orphans:

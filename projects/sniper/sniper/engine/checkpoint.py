@@ -155,9 +155,7 @@ class Checkpointer:
 
     def has_checkpoint(self) -> bool:
         """Whether `last_checkpoint` exists in `save_dir`."""
-        return bool(self.save_dir) and os.path.isfile(
-            os.path.join(self.save_dir, LAST_CHECKPOINT)
-        )
+        return bool(self.save_dir) and os.path.isfile(os.path.join(self.save_dir, LAST_CHECKPOINT))
 
     def get_checkpoint_file(self) -> str:
         """Path of the latest checkpoint named by `last_checkpoint` ("" if none)."""

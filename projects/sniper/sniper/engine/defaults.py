@@ -43,7 +43,8 @@ _DATEFMT = "%m/%d %H:%M:%S"
 def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParser:
     """The detectron2 command line; `KEY VALUE` pairs after the flags land in `args.opts`."""
     parser = argparse.ArgumentParser(
-        epilog=epilog or (
+        epilog=epilog
+        or (
             "Examples:\n"
             "  python train_net.py --config-file cfg.yaml --num-gpus 8\n"
             "  python train_net.py --config-file cfg.yaml --resume\n"
@@ -53,7 +54,8 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
     )
     parser.add_argument("--config-file", default="", metavar="FILE", help="YAML config file")
     parser.add_argument(
-        "--resume", action="store_true",
+        "--resume",
+        action="store_true",
         help="continue from OUTPUT_DIR/last_checkpoint (iteration, LR, data order, RNG)",
     )
     parser.add_argument("--eval-only", action="store_true", help="only evaluate MODEL.WEIGHTS")
@@ -61,11 +63,14 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
     parser.add_argument("--num-machines", type=int, default=1, help="machines in the job")
     parser.add_argument("--machine-rank", type=int, default=0, help="this machine's index")
     parser.add_argument(
-        "--dist-url", default="auto",
+        "--dist-url",
+        default="auto",
         help='rendezvous URL tcp://HOST:PORT; "auto" = a free port on localhost (1 machine)',
     )
     parser.add_argument(
-        "opts", default=[], nargs=argparse.REMAINDER,
+        "opts",
+        default=[],
+        nargs=argparse.REMAINDER,
         help="config overrides as KEY VALUE pairs, e.g. SOLVER.BASE_LR 0.01",
     )
     return parser
@@ -156,8 +161,11 @@ def default_setup(cfg: CfgNode, args: Any) -> None:
     logger.info("rank %d seeded with %d", rank, used)
 
 
-def run_train_net(args: argparse.Namespace, trainer_cls: type,
-                  load_config: Callable[[str, list[str]], Any] = load_config_or_exit) -> Any:
+def run_train_net(
+    args: argparse.Namespace,
+    trainer_cls: type,
+    load_config: Callable[[str, list[str]], Any] = load_config_or_exit,
+) -> Any:
     """Body of every process of a train_net script: set up, then evaluate or train.
 
     ``--eval-only`` builds the model, loads MODEL.WEIGHTS (or the last checkpoint with
@@ -169,25 +177,38 @@ def run_train_net(args: argparse.Namespace, trainer_cls: type,
         model = trainer_cls.build_model(cfg)
         if not cfg.MODEL.WEIGHTS and not args.resume:
             logging.getLogger(__name__).warning(
-                "--eval-only without MODEL.WEIGHTS: evaluating a random model")
+                "--eval-only without MODEL.WEIGHTS: evaluating a random model"
+            )
         Checkpointer(model, cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         results = trainer_cls.test(cfg, model)
         if is_main_process() and results:
-            flat = {f"{name}/{k}": v for name, res in results.items()
-                    for k, v in flatten_results(res).items()}
-            append_metrics(cfg.OUTPUT_DIR, {"eval_only": cfg.MODEL.WEIGHTS or "last_checkpoint",
-                                            **flat})
+            flat = {
+                f"{name}/{k}": v
+                for name, res in results.items()
+                for k, v in flatten_results(res).items()
+            }
+            append_metrics(
+                cfg.OUTPUT_DIR, {"eval_only": cfg.MODEL.WEIGHTS or "last_checkpoint", **flat}
+            )
         return results
     trainer = trainer_cls(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
 
 
-def launch_train_net(main: Callable[[argparse.Namespace], Any],
-                     load_config: Callable[[str, list[str]], Any] = load_config_or_exit,
-                     argv: list[str] | None = None) -> None:
+def launch_train_net(
+    main: Callable[[argparse.Namespace], Any],
+    load_config: Callable[[str, list[str]], Any] = load_config_or_exit,
+    argv: list[str] | None = None,
+) -> None:
     """Parses detectron2's flags, checks the config before spawning workers, launches."""
     args = default_argument_parser().parse_args(argv)
     load_config(args.config_file, args.opts)  # fail before spawning workers
-    launch(main, args.num_gpus, num_machines=args.num_machines,
-           machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )

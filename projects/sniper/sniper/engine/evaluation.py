@@ -74,12 +74,14 @@ class COCOEvaluator:
             labels = out["labels"].detach().cpu().numpy().reshape(-1)
             for box, score, label in zip(boxes, scores, labels, strict=True):
                 x1, y1, x2, y2 = (float(v) for v in box)
-                self._predictions.append({
-                    "image_id": image_id,
-                    "category_id": self.contiguous_to_dataset_id[int(label) - 1],
-                    "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "score": float(score),
-                })
+                self._predictions.append(
+                    {
+                        "image_id": image_id,
+                        "category_id": self.contiguous_to_dataset_id[int(label) - 1],
+                        "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "score": float(score),
+                    }
+                )
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         """Gather to rank 0 and evaluate there; other ranks return {}.
@@ -160,7 +162,7 @@ def inference_on_dataset(
         "pixels_per_image", "images", and "pixels_scale<k>" per scale when reported}
         (summed over all processes); {} on ranks > 0.
     """
-    shard = list(records)[get_rank()::get_world_size()]
+    shard = list(records)[get_rank() :: get_world_size()]
     evaluator.reset()
     pixels, per_scale, start = 0, [], time.perf_counter()
     with torch.no_grad():
@@ -171,9 +173,16 @@ def inference_on_dataset(
                 per_scale += [0] * (k + 1 - len(per_scale))
                 per_scale[k] += int(px)
             labels = torch.as_tensor(out["classes"]).long() + 1
-            evaluator.process([record], [{"boxes": torch.as_tensor(out["boxes"]),
-                                          "scores": torch.as_tensor(out["scores"]),
-                                          "labels": labels}])
+            evaluator.process(
+                [record],
+                [
+                    {
+                        "boxes": torch.as_tensor(out["boxes"]),
+                        "scores": torch.as_tensor(out["scores"]),
+                        "labels": labels,
+                    }
+                ],
+            )
     seconds = time.perf_counter() - start
     stats = all_gather((len(shard), pixels, seconds, per_scale))
     results = evaluator.evaluate()
@@ -182,11 +191,19 @@ def inference_on_dataset(
     images = sum(s[0] for s in stats)
     slowest = max(s[2] for s in stats)
     total = float(sum(s[1] for s in stats))
-    speed = {"images_per_s": images / slowest if slowest > 0 else 0.0, "input_pixels": total,
-             "pixels_per_image": total / max(images, 1), "images": float(images)}
+    speed = {
+        "images_per_s": images / slowest if slowest > 0 else 0.0,
+        "input_pixels": total,
+        "pixels_per_image": total / max(images, 1),
+        "images": float(images),
+    }
     for k in range(max(len(s[3]) for s in stats)):
         speed[f"pixels_scale{k}"] = float(sum(s[3][k] for s in stats if k < len(s[3])))
     results["speed"] = speed
-    logger.info("inference on %d images: %.2f images/s, %.4g input pixels per image",
-                images, speed["images_per_s"], speed["pixels_per_image"])
+    logger.info(
+        "inference on %d images: %.2f images/s, %.4g input pixels per image",
+        images,
+        speed["images_per_s"],
+        speed["pixels_per_image"],
+    )
     return results

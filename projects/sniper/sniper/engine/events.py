@@ -88,8 +88,12 @@ class TrainingEvents:
 
         self._tb = SummaryWriter(log_dir=output_dir)
         self._bar = tqdm(
-            total=self.max_iter, initial=int(start_iter), desc="train", dynamic_ncols=True,
-            mininterval=1.0, unit="it",
+            total=self.max_iter,
+            initial=int(start_iter),
+            desc="train",
+            dynamic_ncols=True,
+            mininterval=1.0,
+            unit="it",
         )
 
     def _add(self, name: str, value: float) -> None:

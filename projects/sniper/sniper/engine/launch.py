@@ -226,6 +226,8 @@ def create_ddp_model(model: nn.Module, *, find_unused_parameters: bool = False) 
     device = next(model.parameters()).device
     device_ids = [get_local_rank()] if device.type == "cuda" else None
     return DistributedDataParallel(
-        model, device_ids=device_ids, broadcast_buffers=False,
+        model,
+        device_ids=device_ids,
+        broadcast_buffers=False,
         find_unused_parameters=find_unused_parameters,
     )

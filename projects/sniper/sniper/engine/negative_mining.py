@@ -76,8 +76,10 @@ def epoch_chip_count(cfg: CfgNode, records: list[dict]) -> int:
 def rpn_iterations(epochs: float, chips_per_epoch: int, ims_per_batch: int) -> int:
     """Iterations of ``epochs`` epochs of ``chips_per_epoch`` chips (at least 1)."""
     if epochs <= 0 or chips_per_epoch <= 0 or ims_per_batch <= 0:
-        raise ValueError(f"need epochs, chips per epoch and IMS_PER_BATCH > 0, got {epochs}, "
-                         f"{chips_per_epoch}, {ims_per_batch}")
+        raise ValueError(
+            f"need epochs, chips per epoch and IMS_PER_BATCH > 0, got {epochs}, "
+            f"{chips_per_epoch}, {ims_per_batch}"
+        )
     return max(1, math.ceil(epochs * chips_per_epoch / ims_per_batch))
 
 
@@ -122,9 +124,15 @@ def train_rpn(cfg: CfgNode, args: argparse.Namespace, records: list[dict]) -> st
     chips = epoch_chip_count(cfg, records)
     rpn_cfg = rpn_stage_config(cfg, chips)
     default_setup(rpn_cfg, args)
-    logger.info("stage 1: %s, %s epochs x %d positive chips / %d per batch = %d "
-                "iterations, in %s", _RPN_ARCH, cfg.SNIPER.NEG_RPN_EPOCHS, chips,
-                cfg.SOLVER.IMS_PER_BATCH, rpn_cfg.SOLVER.MAX_ITER, rpn_cfg.OUTPUT_DIR)
+    logger.info(
+        "stage 1: %s, %s epochs x %d positive chips / %d per batch = %d iterations, in %s",
+        _RPN_ARCH,
+        cfg.SNIPER.NEG_RPN_EPOCHS,
+        chips,
+        cfg.SOLVER.IMS_PER_BATCH,
+        rpn_cfg.SOLVER.MAX_ITER,
+        rpn_cfg.OUTPUT_DIR,
+    )
     trainer = SniperTrainer(rpn_cfg)
     trainer.resume_or_load(resume=args.resume)
     trainer.train()
@@ -140,8 +148,13 @@ def mine_proposals(cfg: CfgNode, weights: str, records: list[dict], path: str) -
     rpn_cfg.MODEL.META_ARCHITECTURE = _RPN_ARCH
     model = build_model(rpn_cfg)
     load_model_weights(model, weights)
-    logger.info("stage 2: proposals of %s on %d training images at scales %s -> %s",
-                weights, len(records), list(cfg.SNIPER.TEST_SCALES), path)
+    logger.info(
+        "stage 2: proposals of %s on %d training images at scales %s -> %s",
+        weights,
+        len(records),
+        list(cfg.SNIPER.TEST_SCALES),
+        path,
+    )
     write_proposals_file(rpn_cfg, model, records, path)
 
 
@@ -162,8 +175,7 @@ def run_negative_mining(args: argparse.Namespace) -> Any:
     rpn_final = os.path.join(out_dir, RPN_DIR, "model_final.pth")
     proposals = os.path.join(out_dir, PROPOSALS_NAME)
     # Rank 0 decides, so that no rank sees a file another rank has just written.
-    have_rpn, have_proposals = all_gather(
-        (os.path.isfile(rpn_final), os.path.isfile(proposals)))[0]
+    have_rpn, have_proposals = all_gather((os.path.isfile(rpn_final), os.path.isfile(proposals)))[0]
     records = get_records(cfg.DATASETS.TRAIN)
     if have_proposals:
         logger.info("stage 1-2 skipped: %s exists", proposals)
@@ -182,11 +194,19 @@ def run_negative_mining(args: argparse.Namespace) -> Any:
     det_cfg = detector_stage_config(cfg, proposals)
     default_setup(det_cfg, args)
     _, negative = build_chip_sampler(det_cfg, records).plan_chips(0)
-    logger.info("stage 3: detector in %s; epoch 0: %d positive and %d negative chips (from "
-                "%s)", out_dir, int((~negative).sum()), int(negative.sum()), proposals)
+    logger.info(
+        "stage 3: detector in %s; epoch 0: %d positive and %d negative chips (from %s)",
+        out_dir,
+        int((~negative).sum()),
+        int(negative.sum()),
+        proposals,
+    )
     if not negative.any():
-        logger.warning("no negative chips: no proposal group passes SNIPER.NEG_MIN_PROPOSALS "
-                       "= %s outside the positive chips", list(cfg.SNIPER.NEG_MIN_PROPOSALS))
+        logger.warning(
+            "no negative chips: no proposal group passes SNIPER.NEG_MIN_PROPOSALS "
+            "= %s outside the positive chips",
+            list(cfg.SNIPER.NEG_MIN_PROPOSALS),
+        )
     trainer = SniperTrainer(det_cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
@@ -198,11 +218,15 @@ def check_args(cfg: CfgNode, args: argparse.Namespace) -> None:
     if getattr(args, "eval_only", False):
         problem = "--eval-only: evaluate with train_net.py --eval-only instead"
     elif cfg.SNIPER.PROPOSALS_FILE:
-        problem = (f"SNIPER.PROPOSALS_FILE = {cfg.SNIPER.PROPOSALS_FILE!r}: this command mines "
-                   "the proposals; train on a given file with train_net.py")
+        problem = (
+            f"SNIPER.PROPOSALS_FILE = {cfg.SNIPER.PROPOSALS_FILE!r}: this command mines "
+            "the proposals; train on a given file with train_net.py"
+        )
     elif cfg.MODEL.META_ARCHITECTURE == _RPN_ARCH:
-        problem = (f"MODEL.META_ARCHITECTURE {_RPN_ARCH}: the pipeline trains {_RPN_ARCH} "
-                   "first, then the detector of the config")
+        problem = (
+            f"MODEL.META_ARCHITECTURE {_RPN_ARCH}: the pipeline trains {_RPN_ARCH} "
+            "first, then the detector of the config"
+        )
     elif not args.skip_rpn and cfg.SNIPER.NEG_RPN_EPOCHS <= 0:
         problem = "SNIPER.NEG_RPN_EPOCHS must be > 0 to train the RPN (or use --skip-rpn)"
     elif args.skip_rpn and not os.path.isfile(args.skip_rpn):
@@ -216,18 +240,34 @@ def argument_parser(epilog: str | None = None) -> argparse.ArgumentParser:
     """train_net.py's flags plus ``--proposals-only`` and ``--skip-rpn WEIGHTS``; the help
     ends with ``epilog`` (default: this module's doc)."""
     parser = default_argument_parser(epilog=epilog or __doc__)
-    parser.add_argument("--proposals-only", action="store_true",
-                        help="stop after writing OUTPUT_DIR/proposals.npz (stages 1-2)")
-    parser.add_argument("--skip-rpn", default="", metavar="WEIGHTS",
-                        help="mine with these RPN weights instead of training stage 1")
+    parser.add_argument(
+        "--proposals-only",
+        action="store_true",
+        help="stop after writing OUTPUT_DIR/proposals.npz (stages 1-2)",
+    )
+    parser.add_argument(
+        "--skip-rpn",
+        default="",
+        metavar="WEIGHTS",
+        help="mine with these RPN weights instead of training stage 1",
+    )
     return parser
 
 
-def launch_negative_mining(main: Callable[[argparse.Namespace], Any] = run_negative_mining,
-                           argv: Sequence[str] | None = None, epilog: str | None = None) -> None:
+def launch_negative_mining(
+    main: Callable[[argparse.Namespace], Any] = run_negative_mining,
+    argv: Sequence[str] | None = None,
+    epilog: str | None = None,
+) -> None:
     """Parses `argument_parser`'s flags, checks the config and flags before spawning
     workers (exit 2 on a bad one), launches ``main(args)`` on every process."""
     args = argument_parser(epilog).parse_args(None if argv is None else list(argv))
     check_args(load_config_or_exit(args.config_file, args.opts), args)
-    launch(main, args.num_gpus, num_machines=args.num_machines,
-           machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )

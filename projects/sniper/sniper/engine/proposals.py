@@ -46,8 +46,9 @@ ScaleSpec = float | tuple[float, float]
 _MIN_SIZE = 1e-6
 
 
-def _run_images(inference: MultiScaleInference, records: Sequence[dict],
-                input_format: str) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+def _run_images(
+    inference: MultiScaleInference, records: Sequence[dict], input_format: str
+) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
     """Proposals (image px) of ``records`` and their network-input pixels per scale."""
     images, ok = [], []
     for rec in records:
@@ -113,12 +114,23 @@ def extract_proposals(
     if isinstance(model, DistributedDataParallel):
         model = model.module
     if images_per_batch < 1 or gather_every < 1:
-        raise ValueError(f"need images_per_batch >= 1 and gather_every >= 1, got "
-                         f"{images_per_batch} and {gather_every}")
+        raise ValueError(
+            f"need images_per_batch >= 1 and gather_every >= 1, got "
+            f"{images_per_batch} and {gather_every}"
+        )
     inference = MultiScaleInference(
-        model, list(scales), [[_MIN_SIZE, -1]] * len(scales), merge="nms", nms_iou=nms_iou,
-        min_score=-math.inf, top_k=max_per_image, input_format=input_format,
-        max_pixels=max_pixels, tile_size=tile_size, tile_nms_iou=nms_iou, device=device,
+        model,
+        list(scales),
+        [[_MIN_SIZE, -1]] * len(scales),
+        merge="nms",
+        nms_iou=nms_iou,
+        min_score=-math.inf,
+        top_k=max_per_image,
+        input_format=input_format,
+        max_pixels=max_pixels,
+        tile_size=tile_size,
+        tile_nms_iou=nms_iou,
+        device=device,
     )
     records = list(records)
     rank, world = get_rank(), get_world_size()
@@ -130,10 +142,10 @@ def extract_proposals(
     pixels = np.zeros(len(scales), np.int64)
     start = time.perf_counter()
     for r in range(rounds):
-        part = mine[r * gather_every:(r + 1) * gather_every]
+        part = mine[r * gather_every : (r + 1) * gather_every]
         found: list[tuple[int, np.ndarray, np.ndarray]] = []
         for k in range(0, len(part), images_per_batch):
-            idx = part[k:k + images_per_batch]
+            idx = part[k : k + images_per_batch]
             b, s, px = _run_images(inference, [records[i] for i in idx], input_format)
             found += list(zip(idx, b, s, strict=True))
             pixels += px
@@ -141,23 +153,30 @@ def extract_proposals(
             for i, b, s in shard:
                 boxes[i], scores[i] = b, s
         done = min(len(records), (r + 1) * gather_every * world)
-        logger.info("proposals: %d / %d images (%.1f s)", done, len(records),
-                    time.perf_counter() - start)
+        logger.info(
+            "proposals: %d / %d images (%.1f s)", done, len(records), time.perf_counter() - start
+        )
     totals = np.sum(all_gather(pixels), axis=0)
     out_boxes = [b if b is not None else np.zeros((0, 4), np.float32) for b in boxes]
     out_scores = [s if s is not None else np.zeros(0, np.float32) for s in scores]
     count = sum(len(b) for b in out_boxes)
     logger.info(
         "extracted %d proposals on %d images (%.1f per image) at scales %s in %.1f s; "
-        "network-input pixels %d in all, per scale %s", count, len(records),
-        count / max(len(records), 1), list(scales), time.perf_counter() - start,
-        int(totals.sum()), [int(v) for v in totals],
+        "network-input pixels %d in all, per scale %s",
+        count,
+        len(records),
+        count / max(len(records), 1),
+        list(scales),
+        time.perf_counter() - start,
+        int(totals.sum()),
+        [int(v) for v in totals],
     )
     return [int(rec["image_id"]) for rec in records], out_boxes, out_scores
 
 
-def write_proposals_file(cfg: CfgNode, model: nn.Module, records: Sequence[dict],
-                         path: str) -> dict[str, float]:
+def write_proposals_file(
+    cfg: CfgNode, model: nn.Module, records: Sequence[dict], path: str
+) -> dict[str, float]:
     """Proposals of ``model`` on ``records`` at ``SNIPER.TEST_SCALES``, saved to ``path``.
 
     Every rank must call it (the work is shared); the main process writes the file
@@ -170,16 +189,23 @@ def write_proposals_file(cfg: CfgNode, model: nn.Module, records: Sequence[dict]
     """
     start = time.perf_counter()
     ids, boxes, scores = extract_proposals(
-        model, records, parse_scale_list(cfg.SNIPER.TEST_SCALES), cfg.INPUT.FORMAT,
+        model,
+        records,
+        parse_scale_list(cfg.SNIPER.TEST_SCALES),
+        cfg.INPUT.FORMAT,
         max_per_image=int(cfg.MODEL.RPN.POST_NMS_TOPK_TEST),
-        nms_iou=float(cfg.MODEL.RPN.NMS_THRESH), device=cfg.MODEL.DEVICE,
+        nms_iou=float(cfg.MODEL.RPN.NMS_THRESH),
+        device=cfg.MODEL.DEVICE,
     )
     if is_main_process():
         save_proposals(path, ids, boxes, scores)
     synchronize()
     count = sum(len(b) for b in boxes)
-    stats = {"images": float(len(ids)), "proposals": float(count),
-             "proposals_per_image": count / max(len(ids), 1),
-             "seconds": time.perf_counter() - start}
+    stats = {
+        "images": float(len(ids)),
+        "proposals": float(count),
+        "proposals_per_image": count / max(len(ids), 1),
+        "seconds": time.perf_counter() - start,
+    }
     logger.info("wrote the proposals of %d images (%d boxes) to %s", len(ids), count, path)
     return stats

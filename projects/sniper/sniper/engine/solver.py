@@ -92,9 +92,7 @@ def make_sgd(
 
 def build_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.SGD:
     """SGD from SOLVER.BASE_LR / MOMENTUM / WEIGHT_DECAY (no decay on norm parameters)."""
-    return make_sgd(
-        model, cfg.SOLVER.BASE_LR, cfg.SOLVER.MOMENTUM, cfg.SOLVER.WEIGHT_DECAY, 0.0
-    )
+    return make_sgd(model, cfg.SOLVER.BASE_LR, cfg.SOLVER.MOMENTUM, cfg.SOLVER.WEIGHT_DECAY, 0.0)
 
 
 def warmup_multistep_schedule(

@@ -69,8 +69,10 @@ def _to_device(batch: Batch, device: torch.device) -> tuple[list, list]:
     the loader's `image_index`, pass through unchanged)."""
     images = [img.to(device, non_blocking=True) for img, _ in batch]
     targets = [
-        {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-         for k, v in t.items()}
+        {
+            k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+            for k, v in t.items()
+        }
         for _, t in batch
     ]
     return images, targets
@@ -170,8 +172,7 @@ class SniperTrainer:
         for name in cfg.DATASETS.TEST:
             records = cls.build_test_records(cfg, name)
             evaluator = cls.build_evaluator(cfg, name)
-            res = inference_on_dataset(inference, records, evaluator,
-                                       input_format=cfg.INPUT.FORMAT)
+            res = inference_on_dataset(inference, records, evaluator, input_format=cfg.INPUT.FORMAT)
             if is_main_process():
                 results[name] = res
                 logger.info("evaluation of %s: %s", name, res.get("bbox", {}))
@@ -215,8 +216,11 @@ class SniperTrainer:
         """
         logger.info("training from iteration %d to %d", self.start_iter, self.max_iter)
         self.events = TrainingEvents(
-            self.cfg.OUTPUT_DIR, self.start_iter, self.max_iter,
-            period=self.LOG_PERIOD, enabled=is_main_process(),
+            self.cfg.OUTPUT_DIR,
+            self.start_iter,
+            self.max_iter,
+            period=self.LOG_PERIOD,
+            enabled=is_main_process(),
         )
         self.model.train()
         data_iter = iter(self.data_loader)
@@ -259,7 +263,11 @@ class SniperTrainer:
         self.scheduler.step()
         assert self.events is not None
         self.events.put(
-            self.iter, losses, lr, data_time, time.perf_counter() - start,
+            self.iter,
+            losses,
+            lr,
+            data_time,
+            time.perf_counter() - start,
             chips=len(batch) * get_world_size(),
         )
 

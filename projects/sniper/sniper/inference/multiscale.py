@@ -107,9 +107,17 @@ class MultiScaleInference(InferenceRunner):
         max_pixels_per_batch: int = 8_000_000,
         device: str | torch.device | None = None,
     ) -> None:
-        super().__init__(model, merge=merge, sigma=sigma, nms_iou=nms_iou,
-                         min_score=min_score, top_k=top_k, input_format=input_format,
-                         max_pixels_per_batch=max_pixels_per_batch, device=device)
+        super().__init__(
+            model,
+            merge=merge,
+            sigma=sigma,
+            nms_iou=nms_iou,
+            min_score=min_score,
+            top_k=top_k,
+            input_format=input_format,
+            max_pixels_per_batch=max_pixels_per_batch,
+            device=device,
+        )
         self.scales = scale_specs(list(scales))
         self.valid_ranges = parse_ranges([list(r) for r in valid_ranges], len(self.scales))
         if not 0 <= tile_overlap < tile_size:
@@ -135,8 +143,9 @@ class MultiScaleInference(InferenceRunner):
         kwargs.update(overrides)
         return cls(model, **kwargs)
 
-    def scale_inputs(self, s: int, image_sizes: Sequence[tuple[int, int]],
-                     previous: ScaleOutputs | None = None) -> list[NetworkInput]:
+    def scale_inputs(
+        self, s: int, image_sizes: Sequence[tuple[int, int]], previous: ScaleOutputs | None = None
+    ) -> list[NetworkInput]:
         """The network inputs (whole canvas, or tiles when it has more than ``max_pixels``
         pixels) of every image at scale ``s``; ``previous`` is not used."""
         inputs = []
@@ -147,8 +156,10 @@ class MultiScaleInference(InferenceRunner):
                 tiles = tile_boxes(canvas, self.tile_size, self.tile_overlap)
             else:
                 tiles = np.array([[0, 0, canvas[1], canvas[0]]], dtype=np.int64)
-            inputs += [NetworkInput(i, factor, tuple(int(v) for v in t), canvas,
-                                    self.tile_margin) for t in tiles]
+            inputs += [
+                NetworkInput(i, factor, tuple(int(v) for v in t), canvas, self.tile_margin)
+                for t in tiles
+            ]
         return inputs
 
     @torch.no_grad()
@@ -162,5 +173,4 @@ class MultiScaleInference(InferenceRunner):
             scales), ``pixels_per_scale`` list[int] and ``inputs_per_scale`` list[int]
             (network inputs: 1, or the number of tiles).
         """
-        return self.run(images, self.valid_ranges, self.scale_inputs,
-                        dedup_iou=self.tile_nms_iou)
+        return self.run(images, self.valid_ranges, self.scale_inputs, dedup_iou=self.tile_nms_iou)

@@ -60,8 +60,9 @@ class SniperPredictor:
         if self.cfg.MODEL.WEIGHTS:
             load_model_weights(self.model, self.cfg.MODEL.WEIGHTS)
         else:
-            logger.warning("MODEL.WEIGHTS is empty: the predictor runs a randomly initialized "
-                           "model")
+            logger.warning(
+                "MODEL.WEIGHTS is empty: the predictor runs a randomly initialized model"
+            )
         self.inference = self.build_engine(self.cfg, self.model, **inference_overrides)
 
     def build_model(self, cfg: CfgNode) -> nn.Module:

@@ -113,8 +113,9 @@ class ScaleOutputs:
 
     def of_image(self, index: int) -> list[tuple[NetworkInput, dict[str, np.ndarray]]]:
         """The ``(input, output)`` pairs of image ``index``."""
-        return [(i, o) for i, o in zip(self.inputs, self.outputs, strict=True)
-                if i.image_index == index]
+        return [
+            (i, o) for i, o in zip(self.inputs, self.outputs, strict=True) if i.image_index == index
+        ]
 
 
 @dataclass
@@ -148,10 +149,19 @@ class InferenceRunner:
     #: extra model outputs kept as numpy, with the hint given when the model lacks one
     output_keys: dict[str, str] = {}
 
-    def __init__(self, model: nn.Module, *, merge: str = "soft", sigma: float = 0.55,
-                 nms_iou: float = 0.5, min_score: float = 0.001, top_k: int = 200,
-                 input_format: str = "RGB", max_pixels_per_batch: int = 8_000_000,
-                 device: str | torch.device | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        merge: str = "soft",
+        sigma: float = 0.55,
+        nms_iou: float = 0.5,
+        min_score: float = 0.001,
+        top_k: int = 200,
+        input_format: str = "RGB",
+        max_pixels_per_batch: int = 8_000_000,
+        device: str | torch.device | None = None,
+    ) -> None:
         if merge not in ("soft", "nms"):
             raise ValueError(f'merge must be "soft" or "nms", got {merge!r}')
         if input_format not in ("RGB", "BGR"):
@@ -167,8 +177,9 @@ class InferenceRunner:
             device = param.device if param is not None else "cpu"
         self.device = torch.device(device)
 
-    def forward_inputs(self, images: Sequence[np.ndarray], inputs: Sequence[NetworkInput],
-                       caches: Sequence[dict]) -> list[dict[str, np.ndarray]]:
+    def forward_inputs(
+        self, images: Sequence[np.ndarray], inputs: Sequence[NetworkInput], caches: Sequence[dict]
+    ) -> list[dict[str, np.ndarray]]:
         """Cut, batch and run ``inputs``; the model's outputs as numpy, in input order.
 
         ``caches`` (one dict per image) keeps shrunken canvases that tiles or chips of one
@@ -182,8 +193,9 @@ class InferenceRunner:
                 window = cut_chip(images[inp.image_index], inp.canvas_box, inp.factor, cache)
                 # contiguous CHW: a permuted HWC view is channels-last strided, which the
                 # convolutions propagate, and that is several times slower on CPU
-                tensors.append(torch.from_numpy(window).permute(2, 0, 1).contiguous()
-                               .to(self.device))
+                tensors.append(
+                    torch.from_numpy(window).permute(2, 0, 1).contiguous().to(self.device)
+                )
             for out in self.model(tensors):
                 results.append(self._to_numpy(out))
         return results
@@ -208,9 +220,12 @@ class InferenceRunner:
         return boxes_img, out["scores"][keep], out["labels"][keep]
 
     @staticmethod
-    def scale_detections(parts: Sequence[Detections], image_size: tuple[int, int],
-                         valid_range: Sequence[float],
-                         dedup_iou: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def scale_detections(
+        parts: Sequence[Detections],
+        image_size: tuple[int, int],
+        valid_range: Sequence[float],
+        dedup_iou: float | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """The detections an image keeps from one scale (CPU tensors).
 
         Args:
@@ -224,22 +239,33 @@ class InferenceRunner:
         scores = np.concatenate([p[1] for p in parts]).astype(np.float32).reshape(-1)
         labels = np.concatenate([p[2] for p in parts]).astype(np.int64).reshape(-1)
         if dedup_iou is not None and len(parts) > 1:
-            keep = batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores),
-                               torch.from_numpy(labels), float(dedup_iou))
+            keep = batched_nms(
+                torch.from_numpy(boxes),
+                torch.from_numpy(scores),
+                torch.from_numpy(labels),
+                float(dedup_iou),
+            )
             keep = torch.sort(keep).values.numpy()
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         height, width = image_size
         boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
         boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
         ok = in_range(box_sizes(boxes), float(valid_range[0]), float(valid_range[1]))
-        return (torch.from_numpy(boxes[ok]), torch.from_numpy(scores[ok]),
-                torch.from_numpy(labels[ok]))
+        return (
+            torch.from_numpy(boxes[ok]),
+            torch.from_numpy(scores[ok]),
+            torch.from_numpy(labels[ok]),
+        )
 
     @torch.no_grad()
-    def run(self, images: Sequence[np.ndarray], valid_ranges: Sequence[Sequence[float]],
-            choose_inputs: InputChooser, dedup_iou: float | None = None,
-            on_scale: Callable[[int, ScaleOutputs], None] | None = None
-            ) -> list[dict[str, Any]]:
+    def run(
+        self,
+        images: Sequence[np.ndarray],
+        valid_ranges: Sequence[Sequence[float]],
+        choose_inputs: InputChooser,
+        dedup_iou: float | None = None,
+        on_scale: Callable[[int, ScaleOutputs], None] | None = None,
+    ) -> list[dict[str, Any]]:
         """Run every scale and merge (module doc).
 
         Args:
@@ -274,9 +300,14 @@ class InferenceRunner:
             self.model.train(was_training)
         return [self._finish(st) for st in states]
 
-    def _record(self, states: list[_ImageState], sizes: list[tuple[int, int]],
-                scale: ScaleOutputs, valid_range: Sequence[float],
-                dedup_iou: float | None) -> None:
+    def _record(
+        self,
+        states: list[_ImageState],
+        sizes: list[tuple[int, int]],
+        scale: ScaleOutputs,
+        valid_range: Sequence[float],
+        dedup_iou: float | None,
+    ) -> None:
         """Append one scale's pixels, input counts and kept detections to every image."""
         parts: list[list[Detections]] = [[] for _ in states]
         for st in states:
@@ -289,8 +320,7 @@ class InferenceRunner:
             parts[inp.image_index].append(self.input_detections(inp, out))
         for i, st in enumerate(states):
             if parts[i]:
-                st.kept.append(self.scale_detections(parts[i], sizes[i], valid_range,
-                                                     dedup_iou))
+                st.kept.append(self.scale_detections(parts[i], sizes[i], valid_range, dedup_iou))
 
     def _finish(self, st: _ImageState) -> dict[str, Any]:
         """Cross-scale merge, class ids and pixel accounting of one image."""
@@ -300,10 +330,20 @@ class InferenceRunner:
             boxes, scores = torch.zeros((0, 4)), torch.zeros((0,))
             labels = torch.zeros((0,), dtype=torch.int64)
         boxes, scores, labels = merge_detections(
-            boxes.reshape(-1, 4), scores, labels, method=self.merge, sigma=self.sigma,
-            iou=self.nms_iou, min_score=self.min_score, top_k=self.top_k)
+            boxes.reshape(-1, 4),
+            scores,
+            labels,
+            method=self.merge,
+            sigma=self.sigma,
+            iou=self.nms_iou,
+            min_score=self.min_score,
+            top_k=self.top_k,
+        )
         return {
-            "boxes": boxes, "scores": scores, "classes": labels - 1,
-            "pixels": int(sum(st.pixels)), "pixels_per_scale": st.pixels,
+            "boxes": boxes,
+            "scores": scores,
+            "classes": labels - 1,
+            "pixels": int(sum(st.pixels)),
+            "pixels_per_scale": st.pixels,
             "inputs_per_scale": st.inputs,
         }

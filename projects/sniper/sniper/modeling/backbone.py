@@ -122,12 +122,22 @@ class TrunkSpec:
 _MOBILENET_V2 = TrunkSpec(
     "mobilenet_v2",
     "features",
-    (("0", "1"), ("2", "3"), ("4", "5", "6"), tuple(str(i) for i in range(7, 14)),
-     ("14", "15", "16", "17")),
+    (
+        ("0", "1"),
+        ("2", "3"),
+        ("4", "5", "6"),
+        tuple(str(i) for i in range(7, 14)),
+        ("14", "15", "16", "17"),
+    ),
     (24, 32, 96, 320),
 )
-_RESNET_STAGES = (("conv1", "bn1", "relu", "maxpool"), ("layer1",), ("layer2",), ("layer3",),
-                  ("layer4",))
+_RESNET_STAGES = (
+    ("conv1", "bn1", "relu", "maxpool"),
+    ("layer1",),
+    ("layer2",),
+    ("layer3",),
+    ("layer4",),
+)
 
 
 def _resnet_spec(arch: str, channels: tuple[int, int, int, int]) -> TrunkSpec:
@@ -163,35 +173,59 @@ def build_trunk_fpn(
 
 
 @BACKBONE_REGISTRY.register()
-def mobilenet_v2_fpn(norm: str, freeze_at: int, weights: str, out_channels: int,
-                     min_level: int, use_p6: bool) -> FPNBackbone:
+def mobilenet_v2_fpn(
+    norm: str, freeze_at: int, weights: str, out_channels: int, min_level: int, use_p6: bool
+) -> FPNBackbone:
     """MobileNetV2 (features at strides 4/8/16/32 px: 24/32/96/320 ch) + FPN."""
-    return build_trunk_fpn(_MOBILENET_V2, norm, freeze_at, weights, out_channels, min_level,
-                           use_p6)
+    return build_trunk_fpn(_MOBILENET_V2, norm, freeze_at, weights, out_channels, min_level, use_p6)
 
 
 @BACKBONE_REGISTRY.register()
-def resnet18_fpn(norm: str, freeze_at: int, weights: str, out_channels: int,
-                 min_level: int, use_p6: bool) -> FPNBackbone:
+def resnet18_fpn(
+    norm: str, freeze_at: int, weights: str, out_channels: int, min_level: int, use_p6: bool
+) -> FPNBackbone:
     """ResNet-18 (res2..res5: 64/128/256/512 ch) + FPN."""
-    return build_trunk_fpn(_resnet_spec("resnet18", (64, 128, 256, 512)), norm, freeze_at,
-                           weights, out_channels, min_level, use_p6)
+    return build_trunk_fpn(
+        _resnet_spec("resnet18", (64, 128, 256, 512)),
+        norm,
+        freeze_at,
+        weights,
+        out_channels,
+        min_level,
+        use_p6,
+    )
 
 
 @BACKBONE_REGISTRY.register()
-def resnet50_fpn(norm: str, freeze_at: int, weights: str, out_channels: int,
-                 min_level: int, use_p6: bool) -> FPNBackbone:
+def resnet50_fpn(
+    norm: str, freeze_at: int, weights: str, out_channels: int, min_level: int, use_p6: bool
+) -> FPNBackbone:
     """ResNet-50 (res2..res5: 256/512/1024/2048 ch) + FPN."""
-    return build_trunk_fpn(_resnet_spec("resnet50", (256, 512, 1024, 2048)), norm, freeze_at,
-                           weights, out_channels, min_level, use_p6)
+    return build_trunk_fpn(
+        _resnet_spec("resnet50", (256, 512, 1024, 2048)),
+        norm,
+        freeze_at,
+        weights,
+        out_channels,
+        min_level,
+        use_p6,
+    )
 
 
 @BACKBONE_REGISTRY.register()
-def resnet101_fpn(norm: str, freeze_at: int, weights: str, out_channels: int,
-                  min_level: int, use_p6: bool) -> FPNBackbone:
+def resnet101_fpn(
+    norm: str, freeze_at: int, weights: str, out_channels: int, min_level: int, use_p6: bool
+) -> FPNBackbone:
     """ResNet-101 (res2..res5: 256/512/1024/2048 ch) + FPN."""
-    return build_trunk_fpn(_resnet_spec("resnet101", (256, 512, 1024, 2048)), norm, freeze_at,
-                           weights, out_channels, min_level, use_p6)
+    return build_trunk_fpn(
+        _resnet_spec("resnet101", (256, 512, 1024, 2048)),
+        norm,
+        freeze_at,
+        weights,
+        out_channels,
+        min_level,
+        use_p6,
+    )
 
 
 def build_backbone(cfg: CfgNode) -> FPNBackbone:

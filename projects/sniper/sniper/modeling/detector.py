@@ -53,8 +53,10 @@ def check_targets(
             raise ValueError(f"target {i}: boxes must be float (N, 4), got {tuple(boxes.shape)}")
         if labels.dtype != torch.int64 or labels.shape != boxes.shape[:1]:
             raise ValueError(f"target {i}: labels must be int64 (N,) matching boxes")
-        if num_classes is not None and labels.numel() and not (
-            labels.min() >= 1 and labels.max() <= num_classes
+        if (
+            num_classes is not None
+            and labels.numel()
+            and not (labels.min() >= 1 and labels.max() <= num_classes)
         ):
             raise ValueError(f"target {i}: labels {labels.tolist()} not in 1..{num_classes}")
         degenerate = (boxes[:, 2:] <= boxes[:, :2]).any(dim=1)

@@ -50,9 +50,17 @@ class RangeAwareRoIHeads(RoIHeads):
         ignore_iou_thresh: float,
     ) -> None:
         super().__init__(
-            box_roi_pool, box_head, box_predictor, fg_iou_thresh, bg_iou_thresh,
-            batch_size_per_image, positive_fraction, bbox_reg_weights, score_thresh,
-            nms_thresh, detections_per_img,
+            box_roi_pool,
+            box_head,
+            box_predictor,
+            fg_iou_thresh,
+            bg_iou_thresh,
+            batch_size_per_image,
+            positive_fraction,
+            bbox_reg_weights,
+            score_thresh,
+            nms_thresh,
+            detections_per_img,
         )
         self.ignore_iou_thresh = float(ignore_iou_thresh)
 
@@ -73,8 +81,9 @@ class RangeAwareRoIHeads(RoIHeads):
             (idx,), (lab,) = self.assign_targets_to_proposals(
                 [props], [gt_boxes], [target["labels"]]
             )
-            ignored = (lab <= 0) & (max_iou_with(props, target.get("ignore_boxes"))
-                                    > self.ignore_iou_thresh)
+            ignored = (lab <= 0) & (
+                max_iou_with(props, target.get("ignore_boxes")) > self.ignore_iou_thresh
+            )
             lab[ignored] = -1
             kept.append(props)
             matched.append(idx)
@@ -127,8 +136,9 @@ class RangeAwareRoIHeads(RoIHeads):
             if sum(int(lab.numel()) for lab in labels) == 0:
                 zero = class_logits.sum() * 0.0 + box_regression.sum() * 0.0
                 return [], {"loss_classifier": zero, "loss_box_reg": zero.clone()}
-            loss_cls, loss_box = fastrcnn_loss(class_logits, box_regression, labels,
-                                               regression_targets)
+            loss_cls, loss_box = fastrcnn_loss(
+                class_logits, box_regression, labels, regression_targets
+            )
             return [], {"loss_classifier": loss_cls, "loss_box_reg": loss_box}
         boxes, scores, labels = self.postprocess_detections(
             class_logits, box_regression, proposals, image_shapes

@@ -48,8 +48,16 @@ class IgnoreAwareRPN(RegionProposalNetwork):
         score_thresh: float = 0.0,
     ) -> None:
         super().__init__(
-            anchor_generator, head, fg_iou_thresh, bg_iou_thresh, batch_size_per_image,
-            positive_fraction, pre_nms_top_n, post_nms_top_n, nms_thresh, score_thresh,
+            anchor_generator,
+            head,
+            fg_iou_thresh,
+            bg_iou_thresh,
+            batch_size_per_image,
+            positive_fraction,
+            pre_nms_top_n,
+            post_nms_top_n,
+            nms_thresh,
+            score_thresh,
         )
         self.ignore_iou_thresh = float(ignore_iou_thresh)
 

@@ -60,7 +60,9 @@ def load_model_state(model: nn.Module, state: dict[str, Tensor]) -> None:
         if key in own and tuple(own[key].shape) != tuple(state[key].shape):
             logger.warning(
                 "skip %s: checkpoint shape %s != model shape %s",
-                key, tuple(state[key].shape), tuple(own[key].shape),
+                key,
+                tuple(state[key].shape),
+                tuple(own[key].shape),
             )
             del state[key]
     result = model.load_state_dict(state, strict=False)

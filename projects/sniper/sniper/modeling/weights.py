@@ -164,6 +164,10 @@ def load_trunk_weights(model: nn.Module, arch: str, source: str) -> tuple[list[s
     missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
     logger.info(
         "backbone %s: loaded %s (%d tensors), %d missing keys, %d unexpected keys",
-        arch, source, len(state), len(missing), len(unexpected),
+        arch,
+        source,
+        len(state),
+        len(missing),
+        len(unexpected),
     )
     return missing, unexpected

@@ -154,3 +154,31 @@ def test_params_are_validated() -> None:
         _params(thresholds=(0.1, 1.5))
     assert _params().valid_ranges == ((75.0, float("inf")), (32.0, 180.0), (0.0, 75.0))
     assert _params().with_threshold(0.3).thresholds == (0.3, 0.3)
+
+
+def test_border_delta_is_in_image_px_at_every_scale(fake_model) -> None:
+    # At scale 2 (factor 2) CHIP2's inner left edge is at image x 384. An object 6 image px
+    # (12 input px) from it is cut with delta 10 image px (20 input px); it is out of the
+    # ranges of scales 0 and 1, so it must not appear at all.
+    near_edge = (390, 290, 406, 306)
+    out = _cascade(fake_model())([_image(red=[RED_BLOCK], green=[near_edge])])[0]
+    assert out["chips_per_scale"][2].tolist() == [CHIP2]
+    assert out["boxes"].tolist() == []
+    out = _cascade(fake_model())([_image(red=[RED_BLOCK], green=[near_edge])], border_delta=5.0)[0]
+    assert out["boxes"].tolist() == [list(map(float, near_edge))]
+
+
+def test_focus_chips_outside_the_image_are_dropped(fake_model) -> None:
+    # A model whose coarse map has 8 extra hot columns beyond the input: their FocusChip lies
+    # beyond the image's right edge, is empty once clipped, and is never processed.
+    class WideMap(fake_model().__class__):
+        def _detect(self, image):
+            out = super()._detect(image)
+            prob = out["focus_prob"]
+            out["focus_prob"] = torch.cat([prob, torch.ones(prob.shape[0], 8)], dim=1)
+            return out
+
+    model = WideMap()
+    out = _cascade(model)([_image()])[0]
+    assert [c.tolist() for c in out["chips_per_scale"]] == [[[0.0, 0.0, 1024.0, 1024.0]], [], []]
+    assert model.calls == [[(512, 512)]]

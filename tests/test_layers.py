@@ -26,7 +26,7 @@ PACKAGES = {  # package name -> folder holding it
     "autofocus": ROOT / "projects" / "autofocus",
 }
 # Modules run as `python -m ...`: nothing in the packages may import them.
-CLI_MODULES = {"sniper.demo", "autofocus.visualize_cli"}
+CLI_MODULES = {"sniper.demo", "sniper.tools.suggest_scales", "autofocus.visualize_cli"}
 # Library modules that also have a small `__main__` (importing them is fine).
 LIBRARY_WITH_MAIN = {"sniper.data.visdrone"}
 # Imports inside functions kept on purpose (path relative to ROOT -> why).

@@ -38,9 +38,11 @@ from autofocus.config import setup_cfg
 from autofocus.modeling import build_autofocus_model
 from autofocus.params import cascade_params_from_cfg, full_pyramid_pixels
 from sniper.data.build import get_records
+from sniper.data.registration import build_dataset_catalog_or_exit
 from sniper.engine.evaluation import COCOEvaluator, inference_on_dataset, load_image
 from sniper.inference import MultiScaleInference
 from sniper.modeling.state_dict import load_model_weights
+from sniper.register_args import add_register_coco_argument, register_coco_opts
 
 THRESHOLDS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
 
@@ -172,13 +174,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--num-images", type=int, default=None, help="first N images (all)")
     ap.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS))
     ap.add_argument("--output", default="output/bench_autofocus", help="json + png folder")
+    add_register_coco_argument(ap)
     return parse_with_overrides(ap, argv)
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     logging.basicConfig(level=logging.WARNING)
     args = parse_args(argv)
-    cfg = setup_cfg(args.config_file, args.opts)
+    cfg = setup_cfg(
+        args.config_file,
+        register_coco_opts(args.config_file, args.opts, args.register_coco, setup_cfg),
+    )
+    build_dataset_catalog_or_exit(cfg, check=False)
     dataset = args.dataset or cfg.DATASETS.TEST[0]
     fmt = cfg.INPUT.FORMAT
     model = build_autofocus_model(cfg).eval()

@@ -16,6 +16,8 @@ import time
 
 from sniper.config import add_sniper_config, get_cfg
 from sniper.data.build import TrainChipLoader, build_chip_mapper, build_chip_sampler, get_records
+from sniper.data.registration import register_coco_entries
+from sniper.register_args import add_register_coco_argument
 
 
 def main() -> None:
@@ -23,7 +25,9 @@ def main() -> None:
     ap.add_argument("--dataset", default="synthetic_digits_val")
     ap.add_argument("--batch", type=int, default=8, help="chips per batch")
     ap.add_argument("--workers", type=int, nargs="*", default=[0, 1, 2])
+    add_register_coco_argument(ap)
     args = ap.parse_args()
+    register_coco_entries(args.register_coco)
     cfg = add_sniper_config(get_cfg())
     records = get_records([args.dataset])
     sampler = build_chip_sampler(cfg, records)

@@ -21,10 +21,12 @@ import torch
 from chipping.scales import parse_scales
 from sniper.config import parse_scale_list, setup_cfg
 from sniper.data.build import build_test_records
+from sniper.data.registration import build_dataset_catalog_or_exit
 from sniper.engine.checkpoint import Checkpointer
 from sniper.engine.evaluation import COCOEvaluator, inference_on_dataset
 from sniper.inference import MultiScaleInference
 from sniper.modeling import build_model
+from sniper.register_args import add_register_coco_argument, register_coco_opts
 
 OPEN = [(-1, -1)]
 
@@ -65,9 +67,14 @@ def main() -> None:
     ap.add_argument("--tile", type=int, default=512)
     ap.add_argument("--overlap", type=int, default=128)
     ap.add_argument("--output", default="output/bench_inference")
+    add_register_coco_argument(ap)
     ap.add_argument("opts", nargs=argparse.REMAINDER)
     args = ap.parse_args()
-    cfg = setup_cfg(args.config_file, args.opts)
+    cfg = setup_cfg(
+        args.config_file,
+        register_coco_opts(args.config_file, args.opts, args.register_coco, setup_cfg),
+    )
+    build_dataset_catalog_or_exit(cfg, check=False)
     name = args.dataset or cfg.DATASETS.TEST[0]
     records = build_test_records(name)[: args.num_images]
     model = build_model(cfg).to(cfg.MODEL.DEVICE).eval()

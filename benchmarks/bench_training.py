@@ -22,8 +22,10 @@ import torch
 from chipping.scales import factors_for_sizes, parse_scales, scaled_size
 from sniper.config import setup_cfg
 from sniper.data.build import build_chip_sampler, build_train_loader, get_records
+from sniper.data.registration import build_dataset_catalog_or_exit
 from sniper.engine.solver import build_optimizer
 from sniper.modeling import build_model
+from sniper.register_args import add_register_coco_argument, register_coco_opts
 
 
 def pixel_ratio(cfg) -> None:
@@ -86,9 +88,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config-file", default="configs/sniper/synthetic_mobilenet.yaml")
     ap.add_argument("--iters", type=int, default=8, help="timed training steps (0: skip)")
+    add_register_coco_argument(ap)
     ap.add_argument("opts", nargs=argparse.REMAINDER)
     args = ap.parse_args()
-    cfg = setup_cfg(args.config_file, args.opts)
+    cfg = setup_cfg(
+        args.config_file,
+        register_coco_opts(args.config_file, args.opts, args.register_coco, setup_cfg),
+    )
+    build_dataset_catalog_or_exit(cfg, check=False)
     pixel_ratio(cfg)
     if args.iters > 0:
         throughput(cfg, args.iters)

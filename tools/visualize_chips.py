@@ -18,7 +18,9 @@ import cv2
 
 from sniper.config import add_sniper_config, get_cfg
 from sniper.data.build import build_chip_sampler, get_records
+from sniper.data.registration import register_coco_entries
 from sniper.image_ops import read_image
+from sniper.register_args import add_register_coco_argument
 from sniper.visualization import draw_chips
 
 
@@ -35,12 +37,14 @@ def main(argv: list[str] | None = None) -> list[str]:
     ap.add_argument("--output", default="output/chips", help="folder for the PNGs")
     ap.add_argument("--config-file", default="", help="YAML config (SNIPER.* keys used)")
     ap.add_argument("--epoch", type=int, default=0, help="epoch whose chips are drawn")
+    add_register_coco_argument(ap)
     ap.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = ap.parse_args(argv)
     cfg = add_sniper_config(get_cfg())
     if args.config_file:
         cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
+    register_coco_entries([*cfg.DATASETS.REGISTER_COCO, *args.register_coco])
     records = get_records([args.dataset])
     bad = [i for i in args.images if not 0 <= i < len(records)]
     if bad:

@@ -25,7 +25,9 @@ from collections.abc import Sequence
 
 import cv2
 
+from sniper.data.registration import build_dataset_catalog_or_exit
 from sniper.inputs import dataset_labels, read_images, unique_output_name
+from sniper.register_args import add_register_coco_argument, register_coco_opts
 
 from .cli import parse_with_overrides, resolve_inputs
 from .config import setup_cfg
@@ -65,6 +67,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=0,
         help="scale whose FocusPixel maps form the heat map (0 = coarse)",
     )
+    add_register_coco_argument(parser)
     return parse_with_overrides(parser, argv)
 
 
@@ -74,7 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
     )
     args = parse_args(argv)
-    cfg = setup_cfg(args.config_file, args.opts)
+    cfg = setup_cfg(
+        args.config_file,
+        register_coco_opts(args.config_file, args.opts, args.register_coco, setup_cfg),
+    )
+    build_dataset_catalog_or_exit(cfg, check=False)  # --input may name a registered dataset
     records = resolve_inputs(args.input, args.num_images)
     predictor = AutoFocusPredictor(cfg, input_format="BGR")
     class_names, _ = dataset_labels(cfg.DATASETS.TEST)

@@ -291,6 +291,22 @@ def _validate_solver_input(cfg: CfgNode) -> None:
     )
 
 
+def _validate_datasets(cfg: CfgNode) -> None:
+    key, entries = "DATASETS.REGISTER_COCO", cfg.DATASETS.REGISTER_COCO
+    names: list[str] = []
+    for entry in entries:
+        _check(
+            isinstance(entry, list | tuple)
+            and len(entry) == 3
+            and all(isinstance(v, str) and v for v in entry),
+            key,
+            entries,
+            f"entry {entry!r} must be [name, json_file, image_root] (three non-empty strings)",
+        )
+        _check(entry[0] not in names, key, entries, f"dataset '{entry[0]}' is given twice")
+        names.append(entry[0])
+
+
 def validate_cfg(cfg: CfgNode) -> None:
     """Check cross-key consistency and value ranges.
 
@@ -299,6 +315,7 @@ def validate_cfg(cfg: CfgNode) -> None:
     """
     _validate_model(cfg)
     _validate_solver_input(cfg)
+    _validate_datasets(cfg)
     if "SNIPER" in cfg:
         _validate_sniper(cfg)
 

@@ -91,6 +91,7 @@ def _data_defaults(_C: CfgNode) -> None:
     _C.DATASETS = CN()  # registered dataset names
     _C.DATASETS.TRAIN = ()  # dataset names used for training (DatasetCatalog names)
     _C.DATASETS.TEST = ()  # dataset names used for evaluation (DatasetCatalog names)
+    _C.DATASETS.REGISTER_COCO = []  # COCO jsons registered first: [[name, json, image_root]] paths
 
     _C.DATALOADER = CN()  # data loading
     _C.DATALOADER.NUM_WORKERS = 2  # worker processes per data loader (count)

@@ -40,8 +40,10 @@ import cv2
 from tqdm import tqdm
 
 from sniper.config import setup_cfg
+from sniper.data.registration import build_dataset_catalog_or_exit
 from sniper.inference.predictor import SniperPredictor
 from sniper.inputs import dataset_labels, list_image_files, read_images, unique_output_name
+from sniper.register_args import add_register_coco_argument, register_coco_opts
 from sniper.visualization_dets import draw_detections
 
 __all__ = ["main", "parse_args"]
@@ -77,6 +79,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--tile-size", type=int, default=None, help="tile side (canvas px)")
     parser.add_argument("--tile-overlap", type=int, default=None, help="tile overlap (canvas px)")
+    add_register_coco_argument(parser)
     parser.add_argument(
         "opts", nargs=argparse.REMAINDER, default=[], help="config overrides as KEY VALUE pairs"
     )
@@ -97,7 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths = list_image_files(args.input)
     except FileNotFoundError as err:
         args.parser.error(str(err))
-    cfg = setup_cfg(args.config_file, args.opts)
+    opts = register_coco_opts(args.config_file, args.opts, args.register_coco, setup_cfg)
+    cfg = setup_cfg(args.config_file, opts)
+    build_dataset_catalog_or_exit(cfg, check=False)  # class names of DATASETS.TEST[0]
     overrides = {
         k: v
         for k, v in (

@@ -20,19 +20,27 @@ from sniper.data.catalog import DatasetCatalog
 from sniper.data.chip_mapper import ChipMapper
 from sniper.data.chip_sampler import ChipSampler
 from sniper.data.proposals import load_proposals
-from sniper.data.synthetic import register_synthetic_datasets
+from sniper.data.registration import register_builtin_datasets, register_coco_entries
 from sniper.structures import ChipSpec
 
 logger = logging.getLogger("sniper.data")
 
 
-def register_builtin_datasets() -> None:
-    """Registers the built-in synthetic datasets (idempotent)."""
-    register_synthetic_datasets()
+__all__ = [
+    "TrainChipLoader",
+    "build_chip_mapper",
+    "build_chip_sampler",
+    "build_test_records",
+    "build_train_loader",
+    "get_records",
+    "pad_value",
+    "register_builtin_datasets",
+    "resolve_seed",
+]
 
 
 def get_records(names: Sequence[str]) -> list[dict]:
-    """Concatenated records of registered datasets ``names``."""
+    """Concatenated records of registered datasets ``names`` (built-ins registered first)."""
     if isinstance(names, str):
         names = [names]
     if len(names) == 0:
@@ -212,6 +220,7 @@ def build_train_loader(
             f"SOLVER.IMS_PER_BATCH = {total} must be divisible by the number of "
             f"processes ({world_size})"
         )
+    register_coco_entries(cfg.DATASETS.REGISTER_COCO)
     records = get_records(cfg.DATASETS.TRAIN)
     mapper = (mapper_factory or build_chip_mapper)(cfg, records)
     return TrainChipLoader(

@@ -72,8 +72,11 @@ _R_NONFINITE, _R_NONPOS = "non-finite bbox", "non-positive size"
 _R_OUTSIDE, _R_TINY = "outside image", "under 1 px after clipping"
 
 
-def _read_json(json_file: str) -> dict[str, list]:
-    """Parse ``json_file`` and check its top-level structure (a missing file raises OSError)."""
+def _read_json(json_file: str, require_annotations: bool = True) -> dict[str, list]:
+    """Parse ``json_file`` and check its top-level structure (a missing file raises OSError).
+
+    With ``require_annotations=False`` a missing ``annotations`` key reads as an empty list
+    (COCO's ``image_info_*.json`` test files have none)."""
     with open(json_file, encoding="utf-8") as f:
         try:
             data = json.load(f)
@@ -81,6 +84,8 @@ def _read_json(json_file: str) -> dict[str, list]:
             raise ValueError(f"{json_file}: cannot read COCO json: {e}") from e
     if not isinstance(data, dict):
         raise ValueError(f"{json_file}: top level must be a json object, got {type(data)}")
+    if not require_annotations:
+        data.setdefault("annotations", [])
     for key in _TOP_LEVEL_KEYS:
         if key not in data:
             raise ValueError(f"{json_file}: missing top-level key '{key}'")
@@ -263,7 +268,12 @@ def _summary(
 
 
 def load_coco_json(
-    json_file: str, image_root: str, dataset_name: str | None = None, *, check_images: bool = True
+    json_file: str,
+    image_root: str,
+    dataset_name: str | None = None,
+    *,
+    check_images: bool = True,
+    require_annotations: bool = True,
 ) -> list[dict]:
     """Load a COCO instances json into per-image records (format and rules: module docstring).
 
@@ -274,10 +284,12 @@ def load_coco_json(
             ``json_file``, ``image_root`` (both absolute) and ``evaluator_type="coco"`` on
             ``MetadataCatalog.get(dataset_name)``.
         check_images: drop images whose file does not exist on disk.
+        require_annotations: False accepts a json without ``annotations`` (an image-info
+            file such as COCO's test-dev): every record then has no boxes.
     Returns:
         One record per kept image, in json order.
     """
-    data = _read_json(json_file)
+    data = _read_json(json_file, require_annotations)
     cat_ids, cat_names = _parse_categories(json_file, data["categories"])
     cat_to_contiguous = {cid: i for i, cid in enumerate(cat_ids)}
     images = _parse_images(json_file, data["images"], image_root)

@@ -22,12 +22,15 @@ import torch
 from fvcore.common.config import CfgNode
 
 from sniper.config import load_config_or_exit
+from sniper.data.registration import build_dataset_catalog_or_exit
+from sniper.register_args import add_register_coco_argument, register_coco_opts
 
 from .checkpoint import Checkpointer, atomic_write
 from .events import append_metrics, flatten_results
 from .launch import get_rank, get_world_size, is_main_process, launch
 
 __all__ = [
+    "apply_register_coco",
     "default_argument_parser",
     "default_setup",
     "launch_train_net",
@@ -67,6 +70,7 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
         default="auto",
         help='rendezvous URL tcp://HOST:PORT; "auto" = a free port on localhost (1 machine)',
     )
+    add_register_coco_argument(parser)
     parser.add_argument(
         "opts",
         default=[],
@@ -74,6 +78,16 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
         help="config overrides as KEY VALUE pairs, e.g. SOLVER.BASE_LR 0.01",
     )
     return parser
+
+
+def apply_register_coco(
+    args: argparse.Namespace, load_config: Callable[[str, list[str]], Any]
+) -> None:
+    """Fold ``args.register_coco`` into ``args.opts`` (an override of DATASETS.REGISTER_COCO)
+    and clear it, so every process sees the entries in its config; a no-op without any."""
+    entries = getattr(args, "register_coco", None) or []
+    args.opts = register_coco_opts(args.config_file, args.opts, entries, load_config)
+    args.register_coco = []
 
 
 def setup_logger(output_dir: str | None, rank: int = 0, name: str = "sniper") -> logging.Logger:
@@ -171,7 +185,9 @@ def run_train_net(
     ``--eval-only`` builds the model, loads MODEL.WEIGHTS (or the last checkpoint with
     ``--resume``) and runs ``trainer_cls.test``; otherwise ``trainer_cls(cfg)`` trains.
     """
+    apply_register_coco(args, load_config)
     cfg = load_config(args.config_file, args.opts)
+    build_dataset_catalog_or_exit(cfg)
     default_setup(cfg, args)
     if args.eval_only:
         model = trainer_cls.build_model(cfg)
@@ -201,9 +217,11 @@ def launch_train_net(
     load_config: Callable[[str, list[str]], Any] = load_config_or_exit,
     argv: list[str] | None = None,
 ) -> None:
-    """Parses detectron2's flags, checks the config before spawning workers, launches."""
+    """Parses detectron2's flags, checks the config and the datasets before spawning
+    workers (one ``error: ...`` line and exit 2 on a bad one), launches."""
     args = default_argument_parser().parse_args(argv)
-    load_config(args.config_file, args.opts)  # fail before spawning workers
+    apply_register_coco(args, load_config)
+    build_dataset_catalog_or_exit(load_config(args.config_file, args.opts))
     launch(
         main,
         args.num_gpus,

@@ -33,10 +33,11 @@ from fvcore.common.config import CfgNode
 
 from sniper.config import load_config_or_exit, validate_cfg
 from sniper.data.build import build_chip_sampler, get_records
+from sniper.data.registration import build_dataset_catalog_or_exit
 from sniper.modeling import SniperRPN, build_model
 from sniper.modeling.state_dict import load_model_weights
 
-from .defaults import default_argument_parser, default_setup, setup_logger
+from .defaults import apply_register_coco, default_argument_parser, default_setup, setup_logger
 from .launch import all_gather, get_rank, launch, synchronize
 from .proposals import write_proposals_file
 from .trainer import SniperTrainer
@@ -168,8 +169,10 @@ def run_negative_mining(args: argparse.Namespace) -> Any:
         Stage 3's evaluation (``SniperTrainer.train``), or ``{"proposals_file": path}`` with
         ``--proposals-only``.
     """
+    apply_register_coco(args, load_config_or_exit)
     cfg = load_config_or_exit(args.config_file, args.opts)
     check_args(cfg, args)
+    build_dataset_catalog_or_exit(cfg)
     out_dir = cfg.OUTPUT_DIR
     setup_logger(out_dir, rank=get_rank())
     rpn_final = os.path.join(out_dir, RPN_DIR, "model_final.pth")
@@ -262,7 +265,10 @@ def launch_negative_mining(
     """Parses `argument_parser`'s flags, checks the config and flags before spawning
     workers (exit 2 on a bad one), launches ``main(args)`` on every process."""
     args = argument_parser(epilog).parse_args(None if argv is None else list(argv))
-    check_args(load_config_or_exit(args.config_file, args.opts), args)
+    apply_register_coco(args, load_config_or_exit)
+    cfg = load_config_or_exit(args.config_file, args.opts)
+    check_args(cfg, args)
+    build_dataset_catalog_or_exit(cfg)
     launch(
         main,
         args.num_gpus,

@@ -10,10 +10,17 @@ import sys
 
 import pytest
 from engine_fakes import SLIM_MODEL_OPTS
-from test_engine_train_net import CHIP_OPTS
 
 from sniper.engine.dist_env import DistEnv, first_slurm_host, from_environ
 
+# Tiny chips and schedule (those of test_engine_train_net.py's two-process test).
+CHIP_OPTS = [
+    *("SNIPER.VALID_RANGES", "[[-1, -1]]", "SNIPER.NEG_MIN_PROPOSALS", "[1]"),
+    *("SNIPER.CHIP_SIZE", "96", "SNIPER.CHIP_STRIDE", "32", "DATALOADER.NUM_WORKERS", "0"),
+    *("SOLVER.MAX_ITER", "4", "SOLVER.STEPS", "(3,)", "SOLVER.WARMUP_ITERS", "1"),
+    *("SOLVER.CHECKPOINT_PERIOD", "2", "MODEL.RPN.PRE_NMS_TOPK_TEST", "100"),
+    *("MODEL.RPN.POST_NMS_TOPK_TEST", "50"),
+]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 TORCHRUN = {
     "RANK": "3",

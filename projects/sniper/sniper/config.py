@@ -38,6 +38,10 @@ __all__ = [
 
 Scale = float | tuple[float, float]
 
+# Norms of the FPN and box head convs (MODEL.FPN.NORM, MODEL.ROI_BOX_HEAD.NORM); the layers are
+# made by `sniper.modeling.norms.head_norm_layer`.
+HEAD_NORMS = ("", "BN")
+
 
 class CfgNode(_FvCfgNode):
     """fvcore CfgNode whose command-line overrides raise KeyError naming an unknown key.
@@ -234,6 +238,24 @@ def _validate_model(cfg: CfgNode) -> None:
         "MODEL.ASPECT_RATIOS",
         m.ASPECT_RATIOS,
         f"needs 1 list or one per pyramid level ({levels})",
+    )
+    for key, value in (
+        ("MODEL.FPN.NORM", m.FPN.NORM),
+        ("MODEL.ROI_BOX_HEAD.NORM", m.ROI_BOX_HEAD.NORM),
+    ):
+        _check(value in HEAD_NORMS, key, value, 'must be "" (none) or "BN"')
+    _check(m.RPN.CONV_DEPTH >= 1, "MODEL.RPN.CONV_DEPTH", m.RPN.CONV_DEPTH, "must be >= 1")
+    _check(
+        m.ROI_BOX_HEAD.NUM_CONV >= 0,
+        "MODEL.ROI_BOX_HEAD.NUM_CONV",
+        m.ROI_BOX_HEAD.NUM_CONV,
+        "must be >= 0",
+    )
+    _check(
+        m.ROI_BOX_HEAD.CONV_DIM >= 1,
+        "MODEL.ROI_BOX_HEAD.CONV_DIM",
+        m.ROI_BOX_HEAD.CONV_DIM,
+        "must be >= 1",
     )
     _check(
         m.ROI_BOX_HEAD.NUM_FC >= 1,

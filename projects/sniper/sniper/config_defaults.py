@@ -33,7 +33,7 @@ def _model_defaults(_C: CfgNode) -> None:
     _C.MODEL = CN()  # the detector
     _C.MODEL.META_ARCHITECTURE = "SniperRCNN"  # META_ARCH_REGISTRY name; "SniperRPN" = no RoI heads
     _C.MODEL.DEVICE = "cpu"  # torch device the model runs on ("cpu", "cuda", "cuda:N")
-    _C.MODEL.WEIGHTS = ""  # full detector checkpoint loaded by the checkpointer (path); "" = none
+    _C.MODEL.WEIGHTS = ""  # detector weights: path | "torchvision://<weights name>" | "" = none
     _C.MODEL.NUM_CLASSES = 80  # number of object classes, background excluded (count)
     _C.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]  # per-channel mean, RGB order (0-255 scale)
     _C.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]  # per-channel std, RGB order (0-255 scale)
@@ -50,6 +50,7 @@ def _model_defaults(_C: CfgNode) -> None:
     _C.MODEL.FPN.OUT_CHANNELS = 256  # channels of every pyramid level (count)
     _C.MODEL.FPN.MIN_LEVEL = 2  # finest pyramid level: 2 = stride 4 px, 3 = stride 8 px (level)
     _C.MODEL.FPN.USE_P6 = True  # add P6 (stride 2**6 px) by subsampling P5, used by the RPN (bool)
+    _C.MODEL.FPN.NORM = ""  # norm after each FPN conv: "" none | "BN" (torchvision's _v2 models)
 
 
 def _head_defaults(_C: CfgNode) -> None:
@@ -63,6 +64,7 @@ def _head_defaults(_C: CfgNode) -> None:
     _C.MODEL.RPN.NMS_THRESH = 0.7  # IoU above which NMS suppresses a proposal (IoU, 0-1)
     _C.MODEL.RPN.BATCH_SIZE_PER_IMAGE = 256  # anchors sampled per image for the RPN loss (count)
     _C.MODEL.RPN.POSITIVE_FRACTION = 0.5  # max fraction of positives among sampled anchors (0-1)
+    _C.MODEL.RPN.CONV_DEPTH = 1  # 3x3 conv+ReLU layers of the RPN head before its outputs (count)
 
     _C.MODEL.ROI_HEADS = CN()  # second stage: sampling, matching and inference
     _C.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 512  # proposals sampled per image, loss (count)
@@ -74,6 +76,9 @@ def _head_defaults(_C: CfgNode) -> None:
     _C.MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE = 300  # detections kept per network input (count)
 
     _C.MODEL.ROI_BOX_HEAD = CN()  # box head on pooled RoI features
+    _C.MODEL.ROI_BOX_HEAD.NUM_CONV = 0  # 3x3 conv(+norm)+ReLU layers before the fc layers (count)
+    _C.MODEL.ROI_BOX_HEAD.CONV_DIM = 256  # output channels of each box head conv (channels)
+    _C.MODEL.ROI_BOX_HEAD.NORM = ""  # norm after each box head conv: "" none | "BN"
     _C.MODEL.ROI_BOX_HEAD.NUM_FC = 2  # fully connected layers after RoIAlign (count)
     _C.MODEL.ROI_BOX_HEAD.FC_DIM = 1024  # width of each fully connected layer (units)
     _C.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 7  # RoIAlign output side (cells)

@@ -6,6 +6,12 @@ it spawns `num_gpus_per_machine` local workers that join one process group, back
 when CUDA is available and "gloo" otherwise (so `--num-gpus 2` gives 2 CPU processes on a
 machine without a GPU, which is how DDP is tested here).
 
+Started by torchrun or under srun (`sniper.engine.dist_env`), `launch` spawns nothing: the
+launcher already started one process per GPU, so this process reads its rank and the world
+size from the environment, joins the group and runs `main_func` once; the `--num-gpus
+--num-machines --machine-rank --dist-url` values are then ignored (a warning says so when
+they disagree with the environment).
+
 The helpers (`get_rank`, `get_world_size`, `get_local_rank`, `is_main_process`,
 `synchronize`, `all_gather`, `reduce_dict`) and `create_ddp_model` work with and without an
 initialized process group, so single-process code needs no special case.
@@ -14,6 +20,7 @@ initialized process group, so single-process code needs no special case.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -24,6 +31,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+
+from .dist_env import DistEnv, from_environ
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -76,11 +85,24 @@ def launch(
         timeout: collective-operation timeout of the process group.
 
     Returns:
-        `main_func`'s return value when the job is a single process, else None.
+        `main_func`'s return value when this process runs it in place (a single process,
+        or one process of a torchrun / srun job), else None.
 
     Raises:
-        ValueError: invalid counts, or `dist_url="auto"` with several machines.
+        ValueError: invalid counts, `dist_url="auto"` with several machines, or an
+            incomplete torchrun / SLURM environment (`sniper.engine.dist_env.from_environ`).
     """
+    external = from_environ(os.environ)
+    if external is not None and external.world_size > 1:
+        if num_gpus_per_machine * num_machines not in (1, external.world_size):
+            logger.warning(
+                "%s started %d processes: --num-gpus %d --num-machines %d are ignored",
+                external.launcher,
+                external.world_size,
+                num_gpus_per_machine,
+                num_machines,
+            )
+        return _external_worker(external, main_func, args, timeout)
     if num_gpus_per_machine < 1 or num_machines < 1:
         raise ValueError(
             f"need num_gpus_per_machine >= 1 and num_machines >= 1, got "
@@ -105,6 +127,56 @@ def launch(
         start_method="spawn",
     )
     return None
+
+
+def _select_device(local_rank: int) -> bool:
+    """Set this process's CUDA device (GPU `local_rank`, or the only visible one, as under
+    srun --gpus-per-task=1); returns whether CUDA is used.
+
+    Raises:
+        RuntimeError: fewer visible GPUs than `local_rank + 1` (and more than one).
+    """
+    if not torch.cuda.is_available():
+        return False
+    count = torch.cuda.device_count()
+    if local_rank >= count and count != 1:
+        raise RuntimeError(
+            f"local rank {local_rank} needs GPU {local_rank} but only {count} CUDA devices "
+            "are visible"
+        )
+    torch.cuda.set_device(local_rank if local_rank < count else 0)
+    return True
+
+
+def _external_worker(
+    env: DistEnv, main_func: Callable[..., Any], args: Sequence[Any], timeout: timedelta
+) -> Any:
+    """This process of a torchrun / srun job: join the group, run `main_func`, leave."""
+    global _LOCAL_RANK
+    _LOCAL_RANK = env.local_rank
+    has_gpu = _select_device(env.local_rank)
+    dist.init_process_group(
+        backend="nccl" if has_gpu else "gloo",
+        init_method=env.init_method,
+        world_size=env.world_size,
+        rank=env.rank,
+        timeout=timeout,
+    )
+    logger.info(
+        "%s process: rank %d of %d, local rank %d (%s)",
+        env.launcher,
+        env.rank,
+        env.world_size,
+        env.local_rank,
+        env.init_method,
+    )
+    try:
+        synchronize()
+        result = main_func(*args)
+        synchronize()
+    finally:
+        dist.destroy_process_group()
+    return result
 
 
 def _distributed_worker(
@@ -224,7 +296,10 @@ def create_ddp_model(model: nn.Module, *, find_unused_parameters: bool = False) 
     if get_world_size() == 1:
         return model
     device = next(model.parameters()).device
-    device_ids = [get_local_rank()] if device.type == "cuda" else None
+    if device.type == "cuda":  # the GPU the model sits on (GPU 0 when srun shows one per task)
+        device_ids = [device.index if device.index is not None else torch.cuda.current_device()]
+    else:
+        device_ids = None
     return DistributedDataParallel(
         model,
         device_ids=device_ids,

@@ -11,7 +11,8 @@ from .norms import NORM_REGISTRY, convert_norm
 from .proposal_network import SniperRPN
 from .roi_heads import RangeAwareRoIHeads, build_roi_heads
 from .rpn import IgnoreAwareRPN, build_rpn
-from .state_dict import load_model_state, load_model_weights, read_checkpoint
+from .state_dict import LoadReport, load_model_state, load_model_weights, read_checkpoint
+from .torchvision_detection import convert_torchvision_state, fetch_torchvision_detection
 from .transform import NoResizeTransform
 from .weights import fetch_state_dict, load_trunk_weights, offline_weights_path
 
@@ -21,6 +22,7 @@ __all__ = [
     "NORM_REGISTRY",
     "FPNBackbone",
     "IgnoreAwareRPN",
+    "LoadReport",
     "NoResizeTransform",
     "RangeAwareRoIHeads",
     "SniperRCNN",
@@ -31,7 +33,9 @@ __all__ = [
     "build_rpn",
     "check_targets",
     "convert_norm",
+    "convert_torchvision_state",
     "fetch_state_dict",
+    "fetch_torchvision_detection",
     "load_model_state",
     "load_model_weights",
     "load_trunk_weights",

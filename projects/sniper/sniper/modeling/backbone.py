@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, FeaturePyramidNetwork
 
-from .norms import convert_norm, freeze_children
+from .norms import convert_norm, freeze_children, head_norm_layer
 from .weights import load_trunk_weights
 
 __all__ = [
@@ -40,8 +40,8 @@ __all__ = [
 
 BACKBONE_REGISTRY = Registry("BACKBONE")
 BACKBONE_REGISTRY.__doc__ = (
-    "Backbone builders: fn(norm, freeze_at, weights, out_channels, min_level, use_p6) "
-    "-> FPNBackbone. Registered names are the MODEL.BACKBONE.NAME values."
+    "Backbone builders: fn(norm, freeze_at, weights, out_channels, min_level, use_p6, "
+    "fpn_norm='') -> FPNBackbone. Registered names are the MODEL.BACKBONE.NAME values."
 )
 
 
@@ -71,6 +71,7 @@ class FPNBackbone(nn.Module):
         out_channels: channels of every pyramid level.
         min_level: finest level (2 = stride 4 px).
         use_p6: add "p6" (stride 64 px).
+        fpn_norm: norm after each FPN conv, "" (none) or "BN" (`head_norm_layer`).
 
     Attributes:
         out_channels (int), level_names (list[str]): all output names, finest first,
@@ -85,6 +86,7 @@ class FPNBackbone(nn.Module):
         out_channels: int,
         min_level: int,
         use_p6: bool,
+        fpn_norm: str = "",
     ) -> None:
         super().__init__()
         self.body = body
@@ -92,6 +94,7 @@ class FPNBackbone(nn.Module):
             in_channels_list=list(in_channels),
             out_channels=out_channels,
             extra_blocks=LastLevelP6("p6") if use_p6 else None,
+            norm_layer=head_norm_layer(fpn_norm),
         )
         self.out_channels = out_channels
         self.pooler_level_names = [f"p{lvl}" for lvl in range(min_level, 6)]
@@ -152,9 +155,11 @@ def build_trunk_fpn(
     out_channels: int,
     min_level: int,
     use_p6: bool,
+    fpn_norm: str = "",
 ) -> FPNBackbone:
     """Build the torchvision trunk `spec.arch`, load `weights`, convert norms, freeze the
-    first `freeze_at` stages and put an FPN (levels min_level..5 [+6]) on top."""
+    first `freeze_at` stages and put an FPN (levels min_level..5 [+6], norm `fpn_norm`) on
+    top."""
     if not 0 <= freeze_at <= len(spec.stages):
         raise ValueError(f"freeze_at must be in [0, {len(spec.stages)}], got {freeze_at}")
     if min_level not in (2, 3, 4):
@@ -169,20 +174,34 @@ def build_trunk_fpn(
     return_layers = {spec.stages[lvl - 1][-1]: f"p{lvl}" for lvl in levels}
     body = IntermediateLayerGetter(container, return_layers=return_layers)
     in_channels = [spec.channels[lvl - 2] for lvl in levels]
-    return FPNBackbone(body, in_channels, out_channels, min_level, use_p6)
+    return FPNBackbone(body, in_channels, out_channels, min_level, use_p6, fpn_norm)
 
 
 @BACKBONE_REGISTRY.register()
 def mobilenet_v2_fpn(
-    norm: str, freeze_at: int, weights: str, out_channels: int, min_level: int, use_p6: bool
+    norm: str,
+    freeze_at: int,
+    weights: str,
+    out_channels: int,
+    min_level: int,
+    use_p6: bool,
+    fpn_norm: str = "",
 ) -> FPNBackbone:
     """MobileNetV2 (features at strides 4/8/16/32 px: 24/32/96/320 ch) + FPN."""
-    return build_trunk_fpn(_MOBILENET_V2, norm, freeze_at, weights, out_channels, min_level, use_p6)
+    return build_trunk_fpn(
+        _MOBILENET_V2, norm, freeze_at, weights, out_channels, min_level, use_p6, fpn_norm
+    )
 
 
 @BACKBONE_REGISTRY.register()
 def resnet18_fpn(
-    norm: str, freeze_at: int, weights: str, out_channels: int, min_level: int, use_p6: bool
+    norm: str,
+    freeze_at: int,
+    weights: str,
+    out_channels: int,
+    min_level: int,
+    use_p6: bool,
+    fpn_norm: str = "",
 ) -> FPNBackbone:
     """ResNet-18 (res2..res5: 64/128/256/512 ch) + FPN."""
     return build_trunk_fpn(
@@ -193,12 +212,19 @@ def resnet18_fpn(
         out_channels,
         min_level,
         use_p6,
+        fpn_norm,
     )
 
 
 @BACKBONE_REGISTRY.register()
 def resnet50_fpn(
-    norm: str, freeze_at: int, weights: str, out_channels: int, min_level: int, use_p6: bool
+    norm: str,
+    freeze_at: int,
+    weights: str,
+    out_channels: int,
+    min_level: int,
+    use_p6: bool,
+    fpn_norm: str = "",
 ) -> FPNBackbone:
     """ResNet-50 (res2..res5: 256/512/1024/2048 ch) + FPN."""
     return build_trunk_fpn(
@@ -209,12 +235,19 @@ def resnet50_fpn(
         out_channels,
         min_level,
         use_p6,
+        fpn_norm,
     )
 
 
 @BACKBONE_REGISTRY.register()
 def resnet101_fpn(
-    norm: str, freeze_at: int, weights: str, out_channels: int, min_level: int, use_p6: bool
+    norm: str,
+    freeze_at: int,
+    weights: str,
+    out_channels: int,
+    min_level: int,
+    use_p6: bool,
+    fpn_norm: str = "",
 ) -> FPNBackbone:
     """ResNet-101 (res2..res5: 256/512/1024/2048 ch) + FPN."""
     return build_trunk_fpn(
@@ -225,11 +258,13 @@ def resnet101_fpn(
         out_channels,
         min_level,
         use_p6,
+        fpn_norm,
     )
 
 
 def build_backbone(cfg: CfgNode) -> FPNBackbone:
-    """Build MODEL.BACKBONE.NAME from BACKBONE_REGISTRY with the MODEL.BACKBONE/FPN keys."""
+    """Build MODEL.BACKBONE.NAME from BACKBONE_REGISTRY with the MODEL.BACKBONE/FPN keys
+    (MODEL.FPN.NORM is passed as `fpn_norm`)."""
     b = cfg.MODEL.BACKBONE
     return BACKBONE_REGISTRY.get(b.NAME)(
         norm=b.NORM,
@@ -238,4 +273,5 @@ def build_backbone(cfg: CfgNode) -> FPNBackbone:
         out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
         min_level=cfg.MODEL.FPN.MIN_LEVEL,
         use_p6=cfg.MODEL.FPN.USE_P6,
+        fpn_norm=cfg.MODEL.FPN.NORM,
     )

@@ -20,7 +20,7 @@ from fvcore.common.registry import Registry
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
-__all__ = ["NORM_REGISTRY", "convert_norm", "freeze_children", "to_frozen_bn"]
+__all__ = ["NORM_REGISTRY", "convert_norm", "freeze_children", "head_norm_layer", "to_frozen_bn"]
 
 NORM_REGISTRY = Registry("NORM")
 NORM_REGISTRY.__doc__ = "Norm converters: fn(module) -> module with its BatchNorm2d replaced."
@@ -106,3 +106,18 @@ def freeze_children(parent: nn.Module, names: Iterable[str]) -> None:
         for param in child.parameters():
             param.requires_grad_(False)
         setattr(parent, name, child)
+
+
+def head_norm_layer(name: str) -> Callable[..., nn.Module] | None:
+    """The norm layer class of the FPN and box head convs (MODEL.FPN.NORM,
+    MODEL.ROI_BOX_HEAD.NORM): "" -> None (no norm, convs with bias), "BN" -> nn.BatchNorm2d
+    (convs without bias), as torchvision's `_v2` detectors build them.
+
+    Raises:
+        ValueError: any other name.
+    """
+    if name == "":
+        return None
+    if name == "BN":
+        return nn.BatchNorm2d
+    raise ValueError(f'head norm must be "" (none) or "BN", got {name!r}')

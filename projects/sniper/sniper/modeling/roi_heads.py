@@ -22,6 +22,7 @@ from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
 from torchvision.ops import MultiScaleRoIAlign
 
 from .matching import in_range_mask, max_iou_with
+from .norms import head_norm_layer
 
 __all__ = ["RangeAwareRoIHeads", "build_roi_heads"]
 
@@ -152,7 +153,9 @@ class RangeAwareRoIHeads(RoIHeads):
 
 def build_roi_heads(cfg: CfgNode, in_channels: int, level_names: list[str]) -> RangeAwareRoIHeads:
     """RangeAwareRoIHeads from MODEL.ROI_HEADS.*, MODEL.ROI_BOX_HEAD.*, MODEL.NUM_CLASSES and
-    SNIPER.ROI_IGNORE_IOU.
+    SNIPER.ROI_IGNORE_IOU. The box head is torchvision's `FastRCNNConvFCHead`: NUM_CONV 3x3
+    convs of CONV_DIM channels (norm NORM), then NUM_FC fc layers of FC_DIM (0 convs, 2 fc =
+    `fasterrcnn_resnet50_fpn`'s TwoMLPHead; 4 convs with BN, 1 fc = `_v2`'s head).
 
     Args:
         in_channels: channels of the pyramid features.
@@ -167,7 +170,10 @@ def build_roi_heads(cfg: CfgNode, in_channels: int, level_names: list[str]) -> R
         sampling_ratio=box.POOLER_SAMPLING_RATIO,
     )
     head = FastRCNNConvFCHead(
-        (in_channels, resolution, resolution), conv_layers=[], fc_layers=[box.FC_DIM] * box.NUM_FC
+        (in_channels, resolution, resolution),
+        conv_layers=[box.CONV_DIM] * box.NUM_CONV,
+        fc_layers=[box.FC_DIM] * box.NUM_FC,
+        norm_layer=head_norm_layer(box.NORM),
     )
     predictor = FastRCNNPredictor(box.FC_DIM, cfg.MODEL.NUM_CLASSES + 1)
     return RangeAwareRoIHeads(

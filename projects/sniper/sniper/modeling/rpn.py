@@ -137,7 +137,9 @@ def build_anchor_generator(cfg: CfgNode) -> AnchorGenerator:
 
 
 def build_rpn(cfg: CfgNode, in_channels: int, num_levels: int) -> IgnoreAwareRPN:
-    """IgnoreAwareRPN from MODEL.RPN.*, MODEL.ANCHOR_* and SNIPER.RPN_* keys.
+    """IgnoreAwareRPN from MODEL.RPN.*, MODEL.ANCHOR_* and SNIPER.RPN_* keys; the head is
+    torchvision's `RPNHead` with MODEL.RPN.CONV_DEPTH 3x3 convs (1 as `fasterrcnn_resnet50_fpn`,
+    2 as `fasterrcnn_resnet50_fpn_v2`).
 
     Args:
         in_channels: channels of the pyramid features.
@@ -149,7 +151,7 @@ def build_rpn(cfg: CfgNode, in_channels: int, num_levels: int) -> IgnoreAwareRPN
             f"MODEL.ANCHOR_SIZES has {len(cfg.MODEL.ANCHOR_SIZES)} levels, backbone {num_levels}"
         )
     rpn = cfg.MODEL.RPN
-    head = RPNHead(in_channels, anchors.num_anchors_per_location()[0])
+    head = RPNHead(in_channels, anchors.num_anchors_per_location()[0], conv_depth=rpn.CONV_DEPTH)
     return IgnoreAwareRPN(
         anchor_generator=anchors,
         head=head,

@@ -8,35 +8,101 @@ training checkpointer (`sniper.engine.checkpoint.Checkpointer`, through `read_ch
   hold a dict: a training checkpoint (the state dict under ``"model"``, other entries such
   as ``"optimizer"`` or ``"iteration"``) or a bare state dict;
 - a leading ``"module."`` (DistributedDataParallel) is stripped from every key;
-- keys missing in the file, keys unknown to the model and shape-mismatched keys (skipped)
-  are logged as warnings, not errors.
+- ``torchvision://NAME`` instead of a path reads torchvision's detection weights from its
+  cache, and torchvision detection state dicts are mapped onto our names
+  (`sniper.modeling.torchvision_detection`);
+- keys missing in the file, keys unknown to the model and shape-mismatched keys (skipped,
+  so those parameters keep their fresh initialization: a class predictor of another
+  NUM_CLASSES is re-initialized) are not errors: `load_model_state` logs a table of loaded /
+  missing / unexpected / shape-mismatched keys and returns it as a `LoadReport`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["load_model_state", "load_model_weights", "read_checkpoint"]
+from .torchvision_detection import (
+    convert_torchvision_state,
+    fetch_torchvision_detection,
+    is_torchvision_name,
+)
+
+__all__ = ["LoadReport", "load_model_state", "load_model_weights", "read_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
 
+def _grouped(keys: list[str]) -> str:
+    """Keys grouped by module: ``a.b.{bias,weight}``, sorted."""
+    leaves: dict[str, list[str]] = defaultdict(list)
+    for key in keys:
+        module, _, leaf = key.rpartition(".")
+        leaves[module].append(leaf)
+    parts = []
+    for module in sorted(leaves):
+        names = sorted(leaves[module])
+        leaf = names[0] if len(names) == 1 else "{" + ",".join(names) + "}"
+        parts.append(f"{module}.{leaf}" if module else leaf)
+    return ", ".join(parts)
+
+
+@dataclass
+class LoadReport:
+    """What `load_model_state` did with each key (names after conversion, sorted).
+
+    loaded: keys copied into the model; missing: model keys the file lacks (they keep their
+    initialization); unexpected: file keys the model lacks (ignored); mismatched: keys of
+    both whose shapes differ (skipped), as ``(key, file shape, model shape)``.
+    """
+
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+
+    def table(self) -> str:
+        """A text table: one row per status with the number of tensors and their names
+        (loaded keys summarized by their top two name components)."""
+        tops = sorted({".".join(k.split(".")[:2]) + ".*" for k in self.loaded})
+        rows = [
+            ("loaded", len(self.loaded), ", ".join(tops)),
+            ("missing", len(self.missing), _grouped(self.missing)),
+            ("unexpected", len(self.unexpected), _grouped(self.unexpected)),
+            (
+                "shape-mismatched",
+                len(self.mismatched),
+                ", ".join(
+                    f"{k} (file {tuple(a)}, model {tuple(b)})" for k, a, b in self.mismatched
+                ),
+            ),
+        ]
+        width = max(len(r[0]) for r in rows)
+        lines = [f"{'status':<{width}} | tensors | keys"]
+        lines += [f"{name:<{width}} | {count:>7} | {keys or '-'}" for name, count, keys in rows]
+        return "\n".join(lines)
+
+
 def read_checkpoint(path: str, what: str = "checkpoint") -> dict[str, Any]:
-    """The dict saved in ``path`` (CPU tensors, ``weights_only=True``).
+    """The dict saved in ``path`` (CPU tensors, ``weights_only=True``); for a
+    ``torchvision://NAME`` path, ``{"model": <torchvision's state dict>}`` from its cache.
 
     Args:
-        path: a file written by ``torch.save``.
+        path: a file written by ``torch.save``, or ``torchvision://NAME``.
         what: how the error messages name the file (e.g. "MODEL.WEIGHTS file").
 
     Raises:
-        FileNotFoundError: naming ``path`` when it is not a file.
-        ValueError: the file does not hold a dict.
+        FileNotFoundError: naming ``path`` when it is not a file (or not in the cache).
+        ValueError: the file does not hold a dict; an unknown torchvision name.
     """
+    if is_torchvision_name(path):
+        return {"model": fetch_torchvision_detection(path)}
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} {path!r} not found")
     logger.info("loading %s %s", what, path)
@@ -46,43 +112,62 @@ def read_checkpoint(path: str, what: str = "checkpoint") -> dict[str, Any]:
     return data
 
 
-def load_model_state(model: nn.Module, state: dict[str, Tensor]) -> None:
-    """Load ``state`` into ``model`` non-strictly (module doc: prefix, warnings).
+def load_model_state(model: nn.Module, state: dict[str, Tensor]) -> LoadReport:
+    """Load ``state`` into ``model`` non-strictly (module doc: prefix, torchvision names,
+    the logged table).
 
     Args:
         model: the model itself, not a DistributedDataParallel wrapper.
         state: parameter and buffer tensors by name (``model.state_dict()`` keys, possibly
-            with a ``"module."`` prefix).
+            with a ``"module."`` prefix, or torchvision detection names).
+
+    Returns:
+        The `LoadReport` (also logged as a table; a warning when anything is missing or
+        skipped).
     """
     state = {k.removeprefix("module."): v for k, v in state.items()}
+    state = convert_torchvision_state(state, model)
     own = model.state_dict()
+    report = LoadReport()
     for key in list(state):
         if key in own and tuple(own[key].shape) != tuple(state[key].shape):
+            report.mismatched.append((key, tuple(state[key].shape), tuple(own[key].shape)))
             logger.warning(
-                "skip %s: checkpoint shape %s != model shape %s",
+                "skip %s: checkpoint shape %s != model shape %s (keeps its initialization)",
                 key,
                 tuple(state[key].shape),
                 tuple(own[key].shape),
             )
             del state[key]
     result = model.load_state_dict(state, strict=False)
-    if result.missing_keys:
-        logger.warning("keys missing in the checkpoint: %s", ", ".join(result.missing_keys))
-    if result.unexpected_keys:
+    skipped = {key for key, _, _ in report.mismatched}
+    report.missing = sorted(set(result.missing_keys) - skipped)
+    report.unexpected = sorted(result.unexpected_keys)
+    report.loaded = sorted(k for k in state if k in own)
+    report.mismatched.sort()
+    logger.info("weights loaded into %s:\n%s", type(model).__name__, report.table())
+    if report.missing or report.unexpected:
         logger.warning(
-            "checkpoint keys unknown to the model: %s", ", ".join(result.unexpected_keys)
+            "%d keys missing in the checkpoint, %d unknown to the model (see the table above)",
+            len(report.missing),
+            len(report.unexpected),
         )
+    return report
 
 
-def load_model_weights(model: nn.Module, path: str) -> None:
+def load_model_weights(model: nn.Module, path: str) -> LoadReport:
     """Load detector weights from ``path`` into ``model`` (other checkpoint entries ignored).
 
     Accepts a training checkpoint (a dict with a ``"model"`` state dict, as written by
-    ``sniper.engine.checkpoint.Checkpointer``) or a bare state dict.
+    ``sniper.engine.checkpoint.Checkpointer``), a bare state dict (ours or a torchvision
+    detector's) or ``torchvision://NAME`` (module doc).
+
+    Returns:
+        The `LoadReport` of `load_model_state`.
 
     Raises:
         FileNotFoundError: naming ``path`` when it is not a file.
         ValueError: the file does not hold a dict.
     """
     data = read_checkpoint(path, what="MODEL.WEIGHTS file")
-    load_model_state(model, data["model"] if "model" in data else data)
+    return load_model_state(model, data["model"] if "model" in data else data)

@@ -18,6 +18,7 @@ per scale and the fraction of the full pyramid.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 
 import cv2
 
+from sniper.config import load_config_or_exit
 from sniper.data.registration import build_dataset_catalog_or_exit
 from sniper.inputs import dataset_labels, read_images, unique_output_name
 from sniper.register_args import add_register_coco_argument, register_coco_opts
@@ -77,9 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
     )
     args = parse_args(argv)
-    cfg = setup_cfg(
-        args.config_file,
-        register_coco_opts(args.config_file, args.opts, args.register_coco, setup_cfg),
+    load = functools.partial(load_config_or_exit, setup=setup_cfg)
+    cfg = load(
+        args.config_file, register_coco_opts(args.config_file, args.opts, args.register_coco, load)
     )
     build_dataset_catalog_or_exit(cfg, check=False)  # --input may name a registered dataset
     records = resolve_inputs(args.input, args.num_images)

@@ -39,7 +39,7 @@ from collections.abc import Sequence
 import cv2
 from tqdm import tqdm
 
-from sniper.config import setup_cfg
+from sniper.config import load_config_or_exit
 from sniper.data.registration import build_dataset_catalog_or_exit
 from sniper.inference.predictor import SniperPredictor
 from sniper.inputs import dataset_labels, list_image_files, read_images, unique_output_name
@@ -100,8 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths = list_image_files(args.input)
     except FileNotFoundError as err:
         args.parser.error(str(err))
-    opts = register_coco_opts(args.config_file, args.opts, args.register_coco, setup_cfg)
-    cfg = setup_cfg(args.config_file, opts)
+    opts = register_coco_opts(args.config_file, args.opts, args.register_coco, load_config_or_exit)
+    cfg = load_config_or_exit(args.config_file, opts)
     build_dataset_catalog_or_exit(cfg, check=False)  # class names of DATASETS.TEST[0]
     overrides = {
         k: v

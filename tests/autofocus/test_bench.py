@@ -24,6 +24,8 @@ TINY = [
     "2",
     "MODEL.RPN.POST_NMS_TOPK_TEST",
     "50",
+    "TEST.MAX_DETS_PER_IMAGE",  # the scoring cap may not exceed the proposals
+    "50",
     "AUTOFOCUS.HEAD_CHANNELS",
     "8",
     "AUTOFOCUS.SCALES",

@@ -30,6 +30,8 @@ TINY = [
     "100",
     "MODEL.RPN.POST_NMS_TOPK_TEST",
     "30",
+    "TEST.MAX_DETS_PER_IMAGE",  # the scoring cap may not exceed the proposals
+    "30",
     "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
     "0.0",
     "SNIPER.TEST_SCALES",

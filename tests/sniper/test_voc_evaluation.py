@@ -12,7 +12,7 @@ from voc_fakes import write_voc_folder
 from sniper.data.catalog import DatasetCatalog, MetadataCatalog
 from sniper.data.voc import register_pascal_voc
 from sniper.engine import SniperTrainer
-from sniper.engine.evaluation import COCOEvaluator, build_evaluator
+from sniper.engine.evaluation import COCOEvaluator, build_evaluator, inference_on_dataset
 from sniper.engine.voc_evaluation import PascalVOCEvaluator, voc_ap, voc_class_ap
 
 CLASSES = ("cat", "dog")
@@ -167,3 +167,29 @@ def test_records_without_difficult_classes_are_refused(tmp_path) -> None:
             evaluator.process([record], [_empty()])
     finally:
         MetadataCatalog.remove(name)
+
+
+@pytest.mark.parametrize("voc_dataset", [2012], indirect=True)
+def test_inference_on_dataset_with_the_voc_evaluator(tmp_path, voc_dataset) -> None:
+    """The trainer's path: images read from the records' files, detections (classes
+    0..C-1) of an engine, the evaluator picked by the metadata."""
+    name, records = voc_dataset
+    outputs = iter(_outputs(records))
+
+    def engine(images: list[np.ndarray]) -> list[dict]:
+        assert images[0].shape == (100, 100, 3)
+        out = next(outputs)
+        classes = out["labels"].numpy() - 1
+        return [
+            {
+                "boxes": out["boxes"].numpy(),
+                "scores": out["scores"].numpy(),
+                "classes": classes,
+                "pixels": 100 * 100,
+            }
+        ]
+
+    evaluator = build_evaluator(make_cfg(tmp_path / "out"), name)
+    res = inference_on_dataset(engine, records, evaluator)
+    assert res["bbox"]["AP50"] == pytest.approx(100 * (CAT_AREA + 1) / 2)
+    assert res["speed"]["input_pixels"] == 2 * 100 * 100

@@ -193,3 +193,13 @@ def test_inference_on_dataset_with_the_voc_evaluator(tmp_path, voc_dataset) -> N
     res = inference_on_dataset(engine, records, evaluator)
     assert res["bbox"]["AP50"] == pytest.approx(100 * (CAT_AREA + 1) / 2)
     assert res["speed"]["input_pixels"] == 2 * 100 * 100
+
+
+@pytest.mark.parametrize("voc_dataset", [2012], indirect=True)
+def test_voc_evaluator_warns_about_images_above_the_merge_cap(tmp_path, voc_dataset) -> None:
+    name, records = voc_dataset  # image "a" holds 2 boxes (the difficult one is not counted)
+    cfg = make_cfg(tmp_path / "out", "SNIPER.DETECTIONS_PER_IMAGE", 1, "TEST.MAX_DETS_PER_IMAGE", 1)
+    evaluator = build_evaluator(cfg, name)
+    assert evaluator.detections_cap == 1
+    with pytest.warns(UserWarning, match=r"holds 2 GT boxes .* \(SNIPER.DETECTIONS_PER_IMAGE\)"):
+        evaluator.process(records, [_empty()] * len(records))

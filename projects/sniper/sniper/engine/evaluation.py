@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -40,6 +39,7 @@ from torch import Tensor
 from sniper.data.catalog import MetadataCatalog
 from sniper.image_ops import read_image as load_image
 
+from .detection_caps import COCO_MAX_DETS, bbox_task_name, warn_dense_image
 from .launch import all_gather, get_rank, get_world_size, is_main_process
 from .voc_evaluation import PascalVOCEvaluator
 
@@ -57,8 +57,6 @@ logger = logging.getLogger(__name__)
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 RESULTS_FILE = "coco_instances_results.json"
-COCO_MAX_DETS = 100  # COCO's protocol: 100 detections scored per image
-_WARNED_DENSE: set[tuple[str, int]] = set()  # (dataset, cap) already warned in this process
 
 
 class DatasetEvaluator(Protocol):
@@ -69,29 +67,6 @@ class DatasetEvaluator(Protocol):
     def process(self, records: Sequence[dict], outputs: Sequence[dict[str, Tensor]]) -> None: ...
 
     def evaluate(self) -> dict[str, dict[str, float]]: ...
-
-
-def bbox_task_name(max_dets_per_image: int) -> str:
-    """Name of the COCO box AP table: "bbox", or "bbox@maxDets=N" when N != 100."""
-    if max_dets_per_image == COCO_MAX_DETS:
-        return "bbox"
-    return f"bbox@maxDets={max_dets_per_image}"
-
-
-def warn_dense_image(dataset_name: str, record: dict, cap: int, key: str) -> None:
-    """Warn (once per dataset and cap in this process) that ``record`` holds more GT boxes
-    than ``cap``, the number of detections per image that config key ``key`` lets through."""
-    n_gt = len(record.get("boxes", ()))
-    if n_gt <= cap or (dataset_name, cap) in _WARNED_DENSE:
-        return
-    _WARNED_DENSE.add((dataset_name, cap))
-    msg = (
-        f"{dataset_name}: image {record.get('image_id')} holds {n_gt} GT boxes but at most "
-        f"{cap} detections per image are scored ({key}), so its recall is at most "
-        f"{100.0 * cap / n_gt:.0f}%; raise {key} (and the caps before it) for dense scenes"
-    )
-    logger.warning(msg)
-    warnings.warn(msg, stacklevel=3)
 
 
 class COCOEvaluator:
@@ -245,7 +220,8 @@ def build_evaluator(
 ) -> DatasetEvaluator:
     """The evaluator of ``dataset_name``'s metadata ``evaluator_type``: "coco" (the
     default when unset) -> `COCOEvaluator` scoring TEST.MAX_DETS_PER_IMAGE detections per
-    image; "pascal_voc" -> `PascalVOCEvaluator` (its metadata ``year`` picks the metric).
+    image; "pascal_voc" -> `PascalVOCEvaluator` (its metadata ``year`` picks the metric;
+    it warns about images with more GT boxes than SNIPER.DETECTIONS_PER_IMAGE).
 
     Raises:
         ValueError: an unknown ``evaluator_type``, naming the dataset and the value.
@@ -255,7 +231,8 @@ def build_evaluator(
         cap = int(cfg.TEST.MAX_DETS_PER_IMAGE)
         return COCOEvaluator(dataset_name, output_dir, max_dets_per_image=cap)
     if kind == "pascal_voc":
-        return PascalVOCEvaluator(dataset_name)
+        cap = int(cfg.SNIPER.DETECTIONS_PER_IMAGE) if "SNIPER" in cfg else 0
+        return PascalVOCEvaluator(dataset_name, detections_cap=cap)
     raise ValueError(
         f"dataset '{dataset_name}': metadata evaluator_type = {kind!r} has no evaluator; "
         'known: "coco", "pascal_voc"'

@@ -33,6 +33,7 @@ from torch import Tensor
 
 from sniper.data.catalog import MetadataCatalog
 
+from .detection_caps import warn_dense_image
 from .launch import all_gather, is_main_process
 
 __all__ = ["PascalVOCEvaluator", "box_iou", "voc_ap", "voc_class_ap"]
@@ -117,9 +118,13 @@ class PascalVOCEvaluator:
             (2007: 11-point metric; any other year: area). The GT comes from the records
             given to `process` (``boxes``, ``classes``, ``crowd_boxes`` = difficult,
             ``crowd_classes``; see `sniper.data.voc`).
+        detections_cap: detections the inference keeps per image
+            (``SNIPER.DETECTIONS_PER_IMAGE``; VOC itself scores them all); an image with more
+            GT boxes is warned about once. ``<= 0``: no cap.
     """
 
-    def __init__(self, dataset_name: str) -> None:
+    def __init__(self, dataset_name: str, *, detections_cap: int = 0) -> None:
+        self.detections_cap = int(detections_cap)
         meta = MetadataCatalog.get(dataset_name)
         self.dataset_name = dataset_name
         self.class_names: list[str] = list(meta.thing_classes)
@@ -139,6 +144,10 @@ class PascalVOCEvaluator:
                     f"{self.dataset_name}: record of {record.get('file_name')} has no "
                     "'crowd_classes' (the classes of difficult boxes): not a VOC record "
                     "(sniper.data.voc.load_voc_instances)"
+                )
+            if self.detections_cap > 0:
+                warn_dense_image(
+                    self.dataset_name, record, self.detections_cap, "SNIPER.DETECTIONS_PER_IMAGE"
                 )
             gt = [np.asarray(record[k]) for k in ("boxes", "classes")]
             hard = [np.asarray(record[k]) for k in ("crowd_boxes", "crowd_classes")]

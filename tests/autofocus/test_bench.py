@@ -22,10 +22,8 @@ TINY = [
     "32",
     "MODEL.NUM_CLASSES",
     "2",
-    "MODEL.RPN.POST_NMS_TOPK_TEST",
-    "50",
-    "TEST.MAX_DETS_PER_IMAGE",  # the scoring cap may not exceed the proposals
-    "50",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",  # >= TEST.MAX_DETS_PER_IMAGE
+    "100",
     "AUTOFOCUS.HEAD_CHANNELS",
     "8",
     "AUTOFOCUS.SCALES",

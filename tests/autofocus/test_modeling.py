@@ -33,8 +33,6 @@ TINY = [
     "200",
     "MODEL.RPN.POST_NMS_TOPK_TEST",
     "50",
-    "TEST.MAX_DETS_PER_IMAGE",  # the scoring cap may not exceed the proposals
-    "50",
     "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
     "32",
     "AUTOFOCUS.HEAD_CHANNELS",

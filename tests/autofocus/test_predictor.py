@@ -20,10 +20,8 @@ TINY = [
     "32",
     "MODEL.NUM_CLASSES",
     "3",
-    "MODEL.RPN.POST_NMS_TOPK_TEST",
-    "50",
-    "TEST.MAX_DETS_PER_IMAGE",  # the scoring cap may not exceed the proposals
-    "50",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",  # >= TEST.MAX_DETS_PER_IMAGE
+    "100",
     "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
     "0.0",
     "AUTOFOCUS.HEAD_CHANNELS",

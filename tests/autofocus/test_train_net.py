@@ -42,10 +42,8 @@ OPTS = [
     "2",
     "MODEL.RPN.PRE_NMS_TOPK_TEST",
     "100",
-    "MODEL.RPN.POST_NMS_TOPK_TEST",
-    "50",
-    "TEST.MAX_DETS_PER_IMAGE",  # the scoring cap may not exceed the proposals
-    "50",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",  # >= TEST.MAX_DETS_PER_IMAGE
+    "100",
     "AUTOFOCUS.SCALES",
     "[[100, 100], 1.0]",
     "AUTOFOCUS.VALID_RANGES",

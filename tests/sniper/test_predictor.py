@@ -28,10 +28,8 @@ TINY = [
     "3",
     "MODEL.RPN.PRE_NMS_TOPK_TEST",
     "100",
-    "MODEL.RPN.POST_NMS_TOPK_TEST",
-    "30",
-    "TEST.MAX_DETS_PER_IMAGE",  # the scoring cap may not exceed the proposals
-    "30",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",  # >= TEST.MAX_DETS_PER_IMAGE
+    "100",
     "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
     "0.0",
     "SNIPER.TEST_SCALES",

@@ -150,3 +150,19 @@ def test_inference_maps_boxes_back(dataset, tmp_path, scale):
     assert res["speed"]["pixels_scale0"] == res["speed"]["input_pixels"]
     assert res["speed"]["images_per_s"] > 0
     assert os.path.isfile(tmp_path / "coco_instances_results.json")
+
+
+def test_json_without_areas_is_scored_with_box_areas(dataset, tmp_path):
+    name, records = dataset
+    meta = MetadataCatalog.get(name)
+    data = json.loads(open(meta.json_file).read())
+    for ann in data["annotations"]:
+        del ann["area"]
+    bare = tmp_path / "no_area.json"
+    bare.write_text(json.dumps(data))
+    evaluator = COCOEvaluator(name)
+    evaluator.json_file = str(bare)
+    evaluator.process(records, _perfect(skip={(0, 1)}))
+    res = evaluator.evaluate()["bbox"]
+    # the one missed box is the only small one (30 x 30 = 900 px): APs 0, APm 100
+    assert res["APs"] == pytest.approx(0.0) and res["APm"] == pytest.approx(100.0)

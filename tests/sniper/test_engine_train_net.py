@@ -51,8 +51,8 @@ CHIP_OPTS = [
     "2",
     "MODEL.RPN.PRE_NMS_TOPK_TEST",
     "100",
-    "MODEL.RPN.POST_NMS_TOPK_TEST",
-    "50",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",  # >= TEST.MAX_DETS_PER_IMAGE
+    "100",
 ]
 GT = {
     i: [([10 + 7 * i, 12, 30, 24], 0), ([90, 60 + 5 * i, 50, 60], 1), ([20, 100, 12, 14], 1)]

@@ -329,6 +329,33 @@ def _validate_datasets(cfg: CfgNode) -> None:
         names.append(entry[0])
 
 
+def _validate_caps(cfg: CfgNode) -> None:
+    """Every detection cap along the test path is at least the scoring cap.
+
+    Otherwise an image with more objects than the smallest cap has its recall bounded
+    whatever the detector does (docs/design.md section 6, "Dense scenes").
+    """
+    key = "TEST.MAX_DETS_PER_IMAGE"
+    cap = cfg.TEST.MAX_DETS_PER_IMAGE
+    _check(type(cap) is int and cap >= 1, key, cap, "must be an integer >= 1")
+    caps = [
+        ("MODEL.RPN.POST_NMS_TOPK_TEST", "proposals per network input"),
+        ("MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE", "detections per network input"),
+    ]
+    if "SNIPER" in cfg:
+        caps.append(("SNIPER.DETECTIONS_PER_IMAGE", "detections per image after merging"))
+    for name, what in caps:
+        value = _get(cfg, name)
+        unlimited = name == "SNIPER.DETECTIONS_PER_IMAGE" and value <= 0  # <= 0 keeps all
+        _check(
+            unlimited or value >= cap,
+            name,
+            value,
+            f"{what} must be >= {key} ({cap}), the detections scored per image; "
+            f"raise {name} or lower {key}",
+        )
+
+
 def validate_cfg(cfg: CfgNode) -> None:
     """Check cross-key consistency and value ranges.
 
@@ -340,6 +367,7 @@ def validate_cfg(cfg: CfgNode) -> None:
     _validate_datasets(cfg)
     if "SNIPER" in cfg:
         _validate_sniper(cfg)
+    _validate_caps(cfg)
 
 
 def _dotted(node: ast.expr) -> str | None:

@@ -128,6 +128,7 @@ def _solver_defaults(_C: CfgNode) -> None:
 
     _C.TEST = CN()  # evaluation schedule
     _C.TEST.EVAL_PERIOD = 0  # evaluate every N training iterations, 0 = only at the end (iters)
+    _C.TEST.MAX_DETS_PER_IMAGE = 100  # detections per image that COCO AP scores, maxDets (count)
 
 
 def sniper_defaults(cfg: CfgNode) -> CfgNode:

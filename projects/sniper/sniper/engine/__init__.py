@@ -1,4 +1,4 @@
-"""Launch, trainer loop, checkpointing, events, COCO evaluation, proposals, CLI setup."""
+"""Launch, trainer loop, checkpointing, events, COCO and VOC evaluation, proposals, CLI setup."""
 
 from .checkpoint import Checkpointer, get_rng_state, set_rng_state
 from .defaults import (
@@ -9,7 +9,7 @@ from .defaults import (
     seed_all_rng,
     setup_logger,
 )
-from .evaluation import COCOEvaluator, inference_on_dataset, load_image
+from .evaluation import COCOEvaluator, build_evaluator, inference_on_dataset, load_image
 from .events import TrainingEvents
 from .launch import (
     all_gather,
@@ -32,12 +32,15 @@ from .solver import (
     resolve_amp,
 )
 from .trainer import SniperTrainer, check_losses
+from .voc_evaluation import PascalVOCEvaluator
 
 __all__ = [
     "extract_proposals",
     "write_proposals_file",
     "AmpSettings",
     "COCOEvaluator",
+    "PascalVOCEvaluator",
+    "build_evaluator",
     "Checkpointer",
     "LRMultiplier",
     "SniperTrainer",

@@ -8,6 +8,14 @@ in original-image pixels with the number of network-input pixels it processed (S
 split across processes (`records[rank::world_size]`); `COCOEvaluator.evaluate` gathers the
 detections on rank 0, writes `coco_instances_results.json` and runs pycocotools' COCOeval
 against the dataset's json (`MetadataCatalog.get(name).json_file`).
+
+Dense scenes: COCOeval scores at most `max_dets_per_image` detections per image
+(`TEST.MAX_DETS_PER_IMAGE`, pycocotools' ``maxDets = [1, 10, N]``; 100 in COCO's protocol,
+500 in VisDrone-DET's). With N != 100 the results table is named ``bbox@maxDets=N`` instead
+of ``bbox``, so that such numbers are never mistaken for COCO's. A test image with more GT
+boxes than N is warned about once per dataset and process (its recall cannot reach 100%).
+`build_evaluator` picks the evaluator from the dataset's metadata ``evaluator_type``
+("coco" or "pascal_voc", `sniper.engine.voc_evaluation`).
 """
 
 from __future__ import annotations
@@ -19,10 +27,11 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+from fvcore.common.config import CfgNode
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import Tensor
@@ -30,14 +39,34 @@ from torch import Tensor
 from sniper.data.catalog import MetadataCatalog
 from sniper.image_ops import read_image as load_image
 
+from .detection_caps import COCO_MAX_DETS, bbox_task_name, warn_dense_image
 from .launch import all_gather, get_rank, get_world_size, is_main_process
+from .voc_evaluation import PascalVOCEvaluator
 
-__all__ = ["COCOEvaluator", "METRICS", "inference_on_dataset", "load_image"]
+__all__ = [
+    "COCOEvaluator",
+    "DatasetEvaluator",
+    "METRICS",
+    "bbox_task_name",
+    "build_evaluator",
+    "inference_on_dataset",
+    "load_image",
+]
 
 logger = logging.getLogger(__name__)
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 RESULTS_FILE = "coco_instances_results.json"
+
+
+class DatasetEvaluator(Protocol):
+    """What `inference_on_dataset` needs of an evaluator (detectron2's interface)."""
+
+    def reset(self) -> None: ...
+
+    def process(self, records: Sequence[dict], outputs: Sequence[dict[str, Tensor]]) -> None: ...
+
+    def evaluate(self) -> dict[str, dict[str, float]]: ...
 
 
 class COCOEvaluator:
@@ -47,9 +76,24 @@ class COCOEvaluator:
         dataset_name: registered dataset; its metadata needs `json_file` and
             `thing_dataset_id_to_contiguous_id` (set when the dataset is loaded).
         output_dir: where rank 0 writes `coco_instances_results.json` (None: not written).
+        max_dets_per_image: detections scored per image (pycocotools ``maxDets[2]``; the
+            best-scored ones); names the results table (`bbox_task_name`).
     """
 
-    def __init__(self, dataset_name: str, output_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        dataset_name: str,
+        output_dir: str | None = None,
+        *,
+        max_dets_per_image: int = COCO_MAX_DETS,
+    ) -> None:
+        if type(max_dets_per_image) is not int or max_dets_per_image < 1:
+            raise ValueError(
+                f"COCOEvaluator({dataset_name!r}): max_dets_per_image must be an integer "
+                f">= 1, got {max_dets_per_image!r}"
+            )
+        self.max_dets_per_image = max_dets_per_image
+        self.task = bbox_task_name(max_dets_per_image)
         meta = MetadataCatalog.get(dataset_name)
         self.dataset_name = dataset_name
         self.json_file: str = meta.json_file
@@ -65,8 +109,12 @@ class COCOEvaluator:
         self._predictions, self._image_ids = [], []
 
     def process(self, records: Sequence[dict], outputs: Sequence[dict[str, Tensor]]) -> None:
-        """Add detections (boxes XYXY in original-image px, scores, labels 1..C) per record."""
+        """Add detections (boxes XYXY in original-image px, scores, labels 1..C) per record;
+        warn once when a record holds more GT ``boxes`` than `max_dets_per_image`."""
         for record, out in zip(records, outputs, strict=True):
+            warn_dense_image(
+                self.dataset_name, record, self.max_dets_per_image, "TEST.MAX_DETS_PER_IMAGE"
+            )
             image_id = int(record["image_id"])
             self._image_ids.append(image_id)
             boxes = out["boxes"].detach().float().cpu().numpy().reshape(-1, 4)
@@ -87,8 +135,9 @@ class COCOEvaluator:
         """Gather to rank 0 and evaluate there; other ranks return {}.
 
         Returns:
-            {"bbox": {"AP", "AP50", "AP75", "APs", "APm", "APl" (percent; NaN when no GT
-            box is in that area range), "AP-<class name>" per category (NaN without GT)}}.
+            {task: {"AP", "AP50", "AP75", "APs", "APm", "APl" (percent; NaN when no GT
+            box is in that area range), "AP-<class name>" per category (NaN without GT)}},
+            task = `bbox_task_name(max_dets_per_image)` ("bbox" for 100).
         """
         gathered = all_gather((self._predictions, self._image_ids))
         if not is_main_process():
@@ -101,12 +150,13 @@ class COCOEvaluator:
             with open(path, "w", encoding="utf-8") as f:
                 json.dump(predictions, f)
             logger.info("wrote %d detections to %s", len(predictions), path)
-        return {"bbox": self._coco_eval(predictions, image_ids)}
+        return {self.task: self._coco_eval(predictions, image_ids)}
 
     def _coco_eval(self, predictions: list[dict], image_ids: list[int]) -> dict[str, float]:
         stdout = io.StringIO()
         with contextlib.redirect_stdout(stdout):
             coco_gt = COCO(self.json_file)
+        _fill_missing_areas(coco_gt)
         cat_ids = sorted(coco_gt.getCatIds())
         if not predictions:
             logger.warning("%s: no detections; every AP is 0", self.dataset_name)
@@ -117,17 +167,19 @@ class COCOEvaluator:
             coco_dt = coco_gt.loadRes(predictions)
             coco_eval = COCOeval(coco_gt, coco_dt, "bbox")
             coco_eval.params.imgIds = image_ids
+            # COCOeval sorts maxDets and evaluates at the largest: keep N the largest
+            # whenever it is >= 10 ([1, 10, N]), else read the results at N's index.
+            coco_eval.params.maxDets = sorted({1, 10, self.max_dets_per_image})
             coco_eval.evaluate()
             coco_eval.accumulate()
-            coco_eval.summarize()
-        logger.info("COCO evaluation of %s:\n%s", self.dataset_name, stdout.getvalue())
-        # pycocotools reports -1 for an area range without GT boxes: NaN, as detectron2.
-        stats = [float(v) * 100 if v >= 0 else float("nan") for v in coco_eval.stats[:6]]
-        results = dict(zip(METRICS, stats, strict=True))
+        m = list(coco_eval.params.maxDets).index(self.max_dets_per_image)
         # precision: (IoU thresholds, recall points, classes, area ranges, max dets)
-        precision = coco_eval.eval["precision"]
+        precision = coco_eval.eval["precision"][..., m]
+        results = _box_stats(precision, coco_eval.params.iouThrs)
+        table = " | ".join(f"{k} {results[k]:.3f}" for k in METRICS)
+        logger.info("COCO %s of %s: %s", self.task, self.dataset_name, table)
         for k, name in enumerate(self._names(cat_ids, coco_gt)):
-            p = precision[:, :, k, 0, -1]
+            p = precision[:, :, k, 0]
             p = p[p > -1]
             results[f"AP-{name}"] = float(np.mean(p) * 100) if p.size else float("nan")
         return results
@@ -139,10 +191,67 @@ class COCOEvaluator:
         return [coco_gt.loadCats(c)[0]["name"] for c in cat_ids]
 
 
+def _box_stats(precision: np.ndarray, iou_thrs: np.ndarray) -> dict[str, float]:
+    """COCO's six box AP numbers (percent) at one max-dets entry, as ``COCOeval.summarize``
+    computes them (which hard-codes 100 for "AP"); an area range without GT boxes (-1
+    everywhere) gives NaN, as detectron2.
+
+    Args:
+        precision: float (T, R, K, A) ``COCOeval.eval["precision"]`` at one max-dets index,
+            -1 where undefined.
+        iou_thrs: float (T,) the IoU thresholds (0.5:0.95).
+    """
+
+    def mean(p: np.ndarray) -> float:
+        p = p[p > -1]
+        return float(np.mean(p) * 100) if p.size else float("nan")
+
+    at = {t: int(np.flatnonzero(np.isclose(iou_thrs, t))[0]) for t in (0.5, 0.75)}
+    values = [
+        mean(precision[:, :, :, 0]),
+        mean(precision[at[0.5], :, :, 0]),
+        mean(precision[at[0.75], :, :, 0]),
+        *(mean(precision[:, :, :, a]) for a in (1, 2, 3)),
+    ]
+    return dict(zip(METRICS, values, strict=True))
+
+
+def build_evaluator(
+    cfg: CfgNode, dataset_name: str, output_dir: str | None = None
+) -> DatasetEvaluator:
+    """The evaluator of ``dataset_name``'s metadata ``evaluator_type``: "coco" (the
+    default when unset) -> `COCOEvaluator` scoring TEST.MAX_DETS_PER_IMAGE detections per
+    image; "pascal_voc" -> `PascalVOCEvaluator` (its metadata ``year`` picks the metric;
+    it warns about images with more GT boxes than SNIPER.DETECTIONS_PER_IMAGE).
+
+    Raises:
+        ValueError: an unknown ``evaluator_type``, naming the dataset and the value.
+    """
+    kind = MetadataCatalog.get(dataset_name).get("evaluator_type", "coco")
+    if kind == "coco":
+        cap = int(cfg.TEST.MAX_DETS_PER_IMAGE)
+        return COCOEvaluator(dataset_name, output_dir, max_dets_per_image=cap)
+    if kind == "pascal_voc":
+        cap = int(cfg.SNIPER.DETECTIONS_PER_IMAGE) if "SNIPER" in cfg else 0
+        return PascalVOCEvaluator(dataset_name, detections_cap=cap)
+    raise ValueError(
+        f"dataset '{dataset_name}': metadata evaluator_type = {kind!r} has no evaluator; "
+        'known: "coco", "pascal_voc"'
+    )
+
+
+def _fill_missing_areas(coco_gt: COCO) -> None:
+    """Give every annotation without ``area`` the area ``w * h`` of its box, as COCOeval needs
+    one for its small / medium / large ranges (many hand-made and converted jsons omit it)."""
+    for ann in coco_gt.dataset.get("annotations", []):  # the same dicts as ``coco_gt.anns``
+        if "area" not in ann and len(ann.get("bbox", ())) == 4:
+            ann["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3])
+
+
 def inference_on_dataset(
     inference: Callable[[list[np.ndarray]], list[dict[str, Any]]],
     records: Sequence[dict],
-    evaluator: COCOEvaluator,
+    evaluator: DatasetEvaluator,
     *,
     input_format: str = "RGB",
 ) -> dict[str, dict[str, float]]:

@@ -33,7 +33,7 @@ from sniper.inference import MultiScaleInference
 from sniper.modeling import build_model
 
 from .checkpoint import Checkpointer, get_rng_state, set_rng_state
-from .evaluation import COCOEvaluator, inference_on_dataset
+from .evaluation import DatasetEvaluator, build_evaluator, inference_on_dataset
 from .events import TrainingEvents
 from .launch import (
     all_gather,
@@ -147,10 +147,13 @@ class SniperTrainer:
     @classmethod
     def build_evaluator(
         cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None
-    ) -> COCOEvaluator:
-        """COCO AP evaluator writing to `<OUTPUT_DIR>/inference/<dataset_name>`."""
+    ) -> DatasetEvaluator:
+        """The evaluator of the dataset's metadata ``evaluator_type``
+        (`sniper.engine.evaluation.build_evaluator`: COCO AP scoring TEST.MAX_DETS_PER_IMAGE
+        detections per image, or Pascal VOC AP), writing to
+        `<OUTPUT_DIR>/inference/<dataset_name>`."""
         folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return COCOEvaluator(dataset_name, folder)
+        return build_evaluator(cfg, dataset_name, folder)
 
     @classmethod
     def build_inference(cls, cfg: CfgNode, model: nn.Module) -> Any:
@@ -175,7 +178,8 @@ class SniperTrainer:
             res = inference_on_dataset(inference, records, evaluator, input_format=cfg.INPUT.FORMAT)
             if is_main_process():
                 results[name] = res
-                logger.info("evaluation of %s: %s", name, res.get("bbox", {}))
+                tables = {k: v for k, v in res.items() if k != "speed"}
+                logger.info("evaluation of %s: %s", name, tables)
         return results
 
     def resume_or_load(self, resume: bool = True) -> None:

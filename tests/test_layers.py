@@ -176,6 +176,7 @@ def test_config_modules_import_no_torch() -> None:
     assert not {m for m in loaded if m.startswith(("sniper.", "autofocus."))} - {
         "sniper.config",
         "sniper.config_defaults",
+        "sniper.config_validation",
         "autofocus.config",
         "autofocus.config_defaults",
     }

@@ -19,7 +19,7 @@ CHIP_OPTS = [
     *("SNIPER.CHIP_SIZE", "96", "SNIPER.CHIP_STRIDE", "32", "DATALOADER.NUM_WORKERS", "0"),
     *("SOLVER.MAX_ITER", "4", "SOLVER.STEPS", "(3,)", "SOLVER.WARMUP_ITERS", "1"),
     *("SOLVER.CHECKPOINT_PERIOD", "2", "MODEL.RPN.PRE_NMS_TOPK_TEST", "100"),
-    *("MODEL.RPN.POST_NMS_TOPK_TEST", "50"),
+    *("MODEL.RPN.POST_NMS_TOPK_TEST", "100"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 TORCHRUN = {

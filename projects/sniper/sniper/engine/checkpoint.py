@@ -11,6 +11,11 @@ Files are written to a temporary file in the same folder, fsynced, then moved ov
 final name with `os.replace`: an interrupted save leaves the previous files untouched and no
 partial checkpoint. `last_checkpoint` (a text file holding the latest checkpoint's file name)
 is updated the same way, after the checkpoint is in place.
+
+Resuming (`Checkpointer.resume`) follows `sniper.engine.checkpoint_files`: the file named by
+`last_checkpoint`, then the older ones, skipping unreadable files with a warning; the file
+must fit the model and the optimizer exactly (same keys and shapes, same parameter groups),
+else a `CheckpointError` says what differs and how to start from its weights instead.
 """
 
 from __future__ import annotations
@@ -29,13 +34,20 @@ from torch import nn
 
 from sniper.modeling.state_dict import load_model_state, read_checkpoint
 
+from .checkpoint_files import LAST_CHECKPOINT, CheckpointError, read_last_checkpoint, resume_order
+from .checkpoint_fit import check_fits
 from .launch import is_main_process
 
-__all__ = ["Checkpointer", "atomic_write", "get_rng_state", "set_rng_state"]
+__all__ = [
+    "CheckpointError",
+    "Checkpointer",
+    "atomic_write",
+    "get_rng_state",
+    "load_eval_weights",
+    "set_rng_state",
+]
 
 logger = logging.getLogger(__name__)
-
-LAST_CHECKPOINT = "last_checkpoint"
 
 
 def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
@@ -123,6 +135,7 @@ class Checkpointer:
         self.save_dir = save_dir
         self.save_to_disk = is_main_process() if save_to_disk is None else save_to_disk
         self.checkpointables: dict[str, Any] = dict(checkpointables)
+        self.loaded_path = ""  # the file the last successful `resume` loaded
 
     def add_checkpointable(self, key: str, obj: Any) -> None:
         """Register one more object to save and load under `key`."""
@@ -158,34 +171,55 @@ class Checkpointer:
         return bool(self.save_dir) and os.path.isfile(os.path.join(self.save_dir, LAST_CHECKPOINT))
 
     def get_checkpoint_file(self) -> str:
-        """Path of the latest checkpoint named by `last_checkpoint` ("" if none)."""
+        """Path of the latest checkpoint named by `last_checkpoint` ("" if none or unreadable)."""
         try:
-            with open(os.path.join(self.save_dir, LAST_CHECKPOINT), encoding="utf-8") as f:
-                name = f.read().strip()
-        except OSError:
+            name = read_last_checkpoint(self.save_dir)
+        except CheckpointError:
             return ""
-        return os.path.join(self.save_dir, name)
+        return os.path.join(self.save_dir, name) if name else ""
 
-    def load(self, path: str, checkpointables: Iterable[str] | None = None) -> dict[str, Any]:
+    def load(
+        self,
+        path: str,
+        checkpointables: Iterable[str] | None = None,
+        *,
+        strict: bool = False,
+    ) -> dict[str, Any]:
         """Load `path` into the model and into the checkpointables named (default: all).
 
         A file holding a bare state dict (no "model" key) loads as model weights. Model
-        keys are matched after stripping a "module." prefix; missing, unexpected and
-        shape-mismatched keys are logged (the latter skipped), not fatal
-        (`sniper.modeling.state_dict.load_model_state`).
+        keys are matched after stripping a "module." prefix. Not `strict`: missing,
+        unexpected and shape-mismatched keys are logged (the latter skipped), not fatal
+        (`sniper.modeling.state_dict.load_model_state`), but a file of which no tensor fits
+        is a ValueError. `strict` (resuming): any difference of keys or shapes, and an
+        optimizer / scheduler state of other parameter groups, is a `CheckpointError`,
+        raised before anything is loaded.
 
         Returns:
             The entries of the file that were not consumed (e.g. "iteration").
 
         Raises:
             FileNotFoundError: `path` does not exist.
-            ValueError: the file does not hold a dict.
+            ValueError: the file is unreadable, does not hold a dict, or fits nothing.
+            CheckpointError: `strict` and the file does not fit (names the first keys).
         """
-        data = read_checkpoint(path)
+        return self._apply(path, read_checkpoint(path), checkpointables, strict=strict)
+
+    def _apply(
+        self,
+        path: str,
+        data: dict[str, Any],
+        checkpointables: Iterable[str] | None,
+        *,
+        strict: bool,
+    ) -> dict[str, Any]:
+        """Load the dict `data` read from `path` (see `load`)."""
         if "model" not in data:
             data = {"model": data}
-        load_model_state(self.model, data.pop("model"))
-        keys = self.checkpointables.keys() if checkpointables is None else checkpointables
+        keys = list(self.checkpointables if checkpointables is None else checkpointables)
+        if strict:
+            check_fits(path, data, self.model, {k: self.checkpointables[k] for k in keys})
+        load_model_state(self.model, data.pop("model"), source=f"checkpoint {path!r}")
         for key in keys:
             if key in data:
                 self.checkpointables[key].load_state_dict(data.pop(key))
@@ -193,15 +227,85 @@ class Checkpointer:
                 logger.warning("checkpoint %s has no %r entry; it keeps its state", path, key)
         return data
 
+    def resume(self, checkpointables: Iterable[str] | None = None) -> dict[str, Any] | None:
+        """Load the newest readable checkpoint of `save_dir`, strictly (see `load`).
+
+        Tries the file named by `last_checkpoint`, then `model_final.pth`, then
+        `model_<N>.pth` by decreasing N, with a warning for each one that is missing or
+        unreadable. The path loaded is kept in `self.loaded_path`.
+
+        Returns:
+            The unconsumed entries of the file loaded, or None when `save_dir` holds no
+            checkpoint (nor a `last_checkpoint`) at all.
+
+        Raises:
+            CheckpointError: checkpoints exist but none is readable (the message lists each
+                with its reason), or the one read does not fit the model or optimizer.
+        """
+        order = resume_order(self.save_dir) if self.save_dir else []
+        if not order:
+            return None
+        problems = []
+        for path in order:
+            try:
+                data = read_checkpoint(path)
+            except FileNotFoundError:
+                reason = f"{LAST_CHECKPOINT} names {os.path.basename(path)}, which does not exist"
+            except ValueError as err:
+                reason = str(err)
+            else:
+                extra = self._apply(path, data, checkpointables, strict=True)
+                self.loaded_path = path
+                return extra
+            logger.warning("cannot resume from %s: %s", path, reason)
+            problems.append(reason)
+        raise CheckpointError(
+            f"no readable checkpoint in {self.save_dir} to resume from ({'; '.join(problems)}): "
+            "delete the broken files, or train from scratch without --resume (with "
+            "--overwrite, or another OUTPUT_DIR)"
+        )
+
     def resume_or_load(self, path: str, *, resume: bool = True) -> dict[str, Any]:
-        """Resume from `last_checkpoint` if `resume` and it exists (everything is restored);
-        else load only the model weights from `path` ("" = nothing).
+        """Resume from `save_dir` if `resume` and it holds a checkpoint (everything is
+        restored, `resume`); else load only the model weights from `path` ("" = nothing).
 
         Returns:
             The unconsumed entries of the loaded file ({} if nothing was loaded).
         """
-        if resume and self.has_checkpoint():
-            return self.load(self.get_checkpoint_file())
+        if resume:
+            extra = self.resume()
+            if extra is not None:
+                return extra
+            logger.info("no checkpoint in %s to resume from: starting from scratch", self.save_dir)
         if not path:
             return {}
         return self.load(path, checkpointables=[])
+
+
+def load_eval_weights(model: nn.Module, output_dir: str, weights: str, *, resume: bool) -> str:
+    """Load the weights that `--eval-only` evaluates into `model` (model only).
+
+    With `resume`, the newest readable checkpoint of `output_dir` (strictly, see
+    `Checkpointer.resume`), else (or when it holds none) the file `weights` (MODEL.WEIGHTS).
+
+    Returns:
+        The path loaded.
+
+    Raises:
+        CheckpointError: nothing to load (no checkpoint and no MODEL.WEIGHTS: evaluating a
+            random model is refused), or the file is missing, unreadable or fits nothing.
+    """
+    checkpointer = Checkpointer(model, output_dir, save_to_disk=False)
+    if resume and checkpointer.resume(checkpointables=[]) is not None:
+        return checkpointer.loaded_path
+    if not weights:
+        where = f"no checkpoint in {output_dir or '(no OUTPUT_DIR)'} and " if resume else ""
+        raise CheckpointError(
+            f"--eval-only: {where}MODEL.WEIGHTS is empty: nothing to evaluate but a random "
+            "model; give MODEL.WEIGHTS <file> (or --resume with the OUTPUT_DIR of a run)"
+        )
+    try:
+        checkpointer.load(weights, checkpointables=[])
+    except (FileNotFoundError, ValueError) as err:
+        raise CheckpointError(str(err.args[0] if err.args else err)) from None
+    return weights

@@ -25,7 +25,8 @@ from sniper.config import load_config_or_exit
 from sniper.data.registration import build_dataset_catalog_or_exit
 from sniper.register_args import add_register_coco_argument, register_coco_opts
 
-from .checkpoint import Checkpointer, atomic_write
+from .checkpoint import atomic_write, load_eval_weights
+from .checkpoint_files import check_previous_run, checkpoint_errors_exit
 from .events import append_metrics, flatten_results
 from .launch import get_rank, get_world_size, is_main_process, launch
 
@@ -60,6 +61,12 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
         "--resume",
         action="store_true",
         help="continue from OUTPUT_DIR/last_checkpoint (iteration, LR, data order, RNG)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train from scratch into an OUTPUT_DIR that holds a previous run's checkpoints, "
+        "deleting them (without it, such a folder is refused)",
     )
     parser.add_argument("--eval-only", action="store_true", help="only evaluate MODEL.WEIGHTS")
     parser.add_argument("--num-gpus", type=int, default=1, help="processes per machine")
@@ -183,7 +190,10 @@ def run_train_net(
     """Body of every process of a train_net script: set up, then evaluate or train.
 
     ``--eval-only`` builds the model, loads MODEL.WEIGHTS (or the last checkpoint with
-    ``--resume``) and runs ``trainer_cls.test``; otherwise ``trainer_cls(cfg)`` trains.
+    ``--resume``: `sniper.engine.checkpoint.load_eval_weights`) and runs
+    ``trainer_cls.test``; otherwise ``trainer_cls(cfg)`` trains (``--resume`` /
+    ``--overwrite``: `SniperTrainer.resume_or_load`). A checkpoint problem is one
+    ``error: ...`` line and exit status 2.
     """
     apply_register_coco(args, load_config)
     cfg = load_config(args.config_file, args.opts)
@@ -191,11 +201,8 @@ def run_train_net(
     default_setup(cfg, args)
     if args.eval_only:
         model = trainer_cls.build_model(cfg)
-        if not cfg.MODEL.WEIGHTS and not args.resume:
-            logging.getLogger(__name__).warning(
-                "--eval-only without MODEL.WEIGHTS: evaluating a random model"
-            )
-        Checkpointer(model, cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        with checkpoint_errors_exit():
+            loaded = load_eval_weights(model, cfg.OUTPUT_DIR, cfg.MODEL.WEIGHTS, resume=args.resume)
         results = trainer_cls.test(cfg, model)
         if is_main_process() and results:
             flat = {
@@ -203,12 +210,11 @@ def run_train_net(
                 for name, res in results.items()
                 for k, v in flatten_results(res).items()
             }
-            append_metrics(
-                cfg.OUTPUT_DIR, {"eval_only": cfg.MODEL.WEIGHTS or "last_checkpoint", **flat}
-            )
+            append_metrics(cfg.OUTPUT_DIR, {"eval_only": loaded, **flat})
         return results
     trainer = trainer_cls(cfg)
-    trainer.resume_or_load(resume=args.resume)
+    with checkpoint_errors_exit():
+        trainer.resume_or_load(resume=args.resume, overwrite=getattr(args, "overwrite", False))
     return trainer.train()
 
 
@@ -217,11 +223,16 @@ def launch_train_net(
     load_config: Callable[[str, list[str]], Any] = load_config_or_exit,
     argv: list[str] | None = None,
 ) -> None:
-    """Parses detectron2's flags, checks the config and the datasets before spawning
-    workers (one ``error: ...`` line and exit 2 on a bad one), launches."""
+    """Parses detectron2's flags, checks the config, the datasets and the output folder
+    (no previous run to train over, `check_previous_run`) before spawning workers (one
+    ``error: ...`` line and exit 2 on a bad one), launches."""
     args = default_argument_parser().parse_args(argv)
     apply_register_coco(args, load_config)
-    build_dataset_catalog_or_exit(load_config(args.config_file, args.opts))
+    cfg = load_config(args.config_file, args.opts)
+    build_dataset_catalog_or_exit(cfg)
+    if not args.eval_only and not args.resume:
+        with checkpoint_errors_exit():  # before spawning: one line, not one per worker
+            check_previous_run(cfg.OUTPUT_DIR, overwrite=args.overwrite, delete=False)
     launch(
         main,
         args.num_gpus,

@@ -37,6 +37,7 @@ from sniper.data.registration import build_dataset_catalog_or_exit
 from sniper.modeling import SniperRPN, build_model
 from sniper.modeling.state_dict import load_model_weights
 
+from .checkpoint_files import checkpoint_errors_exit
 from .defaults import apply_register_coco, default_argument_parser, default_setup, setup_logger
 from .launch import all_gather, get_rank, launch, synchronize
 from .proposals import write_proposals_file
@@ -135,7 +136,8 @@ def train_rpn(cfg: CfgNode, args: argparse.Namespace, records: list[dict]) -> st
         rpn_cfg.OUTPUT_DIR,
     )
     trainer = SniperTrainer(rpn_cfg)
-    trainer.resume_or_load(resume=args.resume)
+    with checkpoint_errors_exit():
+        trainer.resume_or_load(resume=args.resume, overwrite=getattr(args, "overwrite", False))
     trainer.train()
     synchronize()  # rank 0 writes model_final.pth; the others read it in stage 2
     return os.path.join(rpn_cfg.OUTPUT_DIR, "model_final.pth")
@@ -211,7 +213,8 @@ def run_negative_mining(args: argparse.Namespace) -> Any:
             list(cfg.SNIPER.NEG_MIN_PROPOSALS),
         )
     trainer = SniperTrainer(det_cfg)
-    trainer.resume_or_load(resume=args.resume)
+    with checkpoint_errors_exit():
+        trainer.resume_or_load(resume=args.resume, overwrite=getattr(args, "overwrite", False))
     return trainer.train()
 
 

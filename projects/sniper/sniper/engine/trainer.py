@@ -33,6 +33,12 @@ from sniper.inference import MultiScaleInference
 from sniper.modeling import build_model
 
 from .checkpoint import Checkpointer, get_rng_state, set_rng_state
+from .checkpoint_files import (
+    CheckpointError,
+    check_previous_run,
+    clean_stale_temporaries,
+    previous_run_files,
+)
 from .evaluation import DatasetEvaluator, build_evaluator, inference_on_dataset
 from .events import TrainingEvents
 from .launch import (
@@ -182,27 +188,59 @@ class SniperTrainer:
                 logger.info("evaluation of %s: %s", name, tables)
         return results
 
-    def resume_or_load(self, resume: bool = True) -> None:
-        """With `resume` and a `last_checkpoint` in OUTPUT_DIR, restore everything and
-        continue after its iteration; else load MODEL.WEIGHTS (model only) if set.
+    def resume_or_load(self, resume: bool = True, *, overwrite: bool = False) -> None:
+        """With `resume` and a checkpoint in OUTPUT_DIR, restore everything and continue
+        after its iteration; else load MODEL.WEIGHTS (model only) if set.
+
+        First the main process removes the temporaries of interrupted saves from OUTPUT_DIR
+        (`sniper.engine.checkpoint_files.clean_stale_temporaries`). Resuming takes the
+        newest readable checkpoint (`Checkpointer.resume`); an OUTPUT_DIR without any starts
+        from scratch, with a log line. Without `resume`, an OUTPUT_DIR holding a previous
+        run's checkpoints is refused unless `overwrite`, which deletes them
+        (`check_previous_run`).
 
         This rank's RNG states are restored right after the first batch of the resumed run
         is fetched: a loader that draws from the global RNG when it restarts mid-epoch (a
         torch DataLoader without a `generator` does) then leaves the model's random stream
         (RPN / RoI sampling) exactly as in an uninterrupted run.
+
+        Raises:
+            CheckpointError: a previous run in the way, no readable checkpoint, a checkpoint
+                that does not fit, or MODEL.WEIGHTS missing, unreadable or fitting nothing
+                (one-line messages; `checkpoint_errors_exit` makes them exit status 2).
         """
-        if resume and self.checkpointer.has_checkpoint():
-            extra = self.checkpointer.load(self.checkpointer.get_checkpoint_file())
-            self.start_iter = int(extra.get("iteration", -1)) + 1
-            states = extra.get("rng_states")
-            if states is not None and len(states) == get_world_size():
-                self._pending_rng = states[get_rank()]
-            else:
-                logger.warning("RNG states not restored (saved for another world size)")
-            logger.info("resuming at iteration %d", self.start_iter)
+        out = self.cfg.OUTPUT_DIR
+        if out and is_main_process():
+            clean_stale_temporaries(out)
+        if resume:
+            extra = self.checkpointer.resume()
+            if extra is not None:
+                self.start_iter = int(extra.get("iteration", -1)) + 1
+                states = extra.get("rng_states")
+                if states is not None and len(states) == get_world_size():
+                    self._pending_rng = states[get_rank()]
+                else:
+                    logger.warning("RNG states not restored (saved for another world size)")
+                logger.info(
+                    "resuming from %s at iteration %d",
+                    self.checkpointer.loaded_path,
+                    self.start_iter,
+                )
+                return
+            logger.info("--resume: no checkpoint in %s, training from scratch", out or "''")
         else:
-            self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=False)
-            self.start_iter = 0
+            # Rank 0 decides, so that no rank sees what another has just deleted.
+            files = all_gather(previous_run_files(out) if out else [])[0]
+            check_previous_run(out, overwrite=overwrite, delete=is_main_process(), files=files)
+        self.start_iter = 0
+        weights = self.cfg.MODEL.WEIGHTS
+        if weights:
+            try:
+                self.checkpointer.load(weights, checkpointables=[])
+            except (FileNotFoundError, ValueError) as err:
+                if isinstance(err, CheckpointError):
+                    raise
+                raise CheckpointError(str(err.args[0] if err.args else err)) from None
 
     def save_checkpoint(self, name: str) -> None:
         """Save `name`.pth (every rank must call it: RNG states are gathered)."""

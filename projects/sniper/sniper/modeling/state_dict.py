@@ -14,13 +14,19 @@ training checkpointer (`sniper.engine.checkpoint.Checkpointer`, through `read_ch
 - keys missing in the file, keys unknown to the model and shape-mismatched keys (skipped,
   so those parameters keep their fresh initialization: a class predictor of another
   NUM_CLASSES is re-initialized) are not errors: `load_model_state` logs a table of loaded /
-  missing / unexpected / shape-mismatched keys and returns it as a `LoadReport`.
+  missing / unexpected / shape-mismatched keys and returns it as a `LoadReport`;
+- but a file of which *no* tensor fits the model (a classifier file, another backbone, an
+  empty dict) is a `ValueError`: loading it would leave a random model;
+- a file that torch cannot read (truncated, empty, random bytes, or a pickle that
+  ``weights_only`` refuses) is a `ValueError` naming the file and the reason.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import pickle
+import zipfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,20 +105,49 @@ def read_checkpoint(path: str, what: str = "checkpoint") -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: naming ``path`` when it is not a file (or not in the cache).
-        ValueError: the file does not hold a dict; an unknown torchvision name.
+        ValueError: the file is not readable by torch (the message names the file and the
+            reason) or does not hold a dict; an unknown torchvision name.
     """
     if is_torchvision_name(path):
         return {"model": fetch_torchvision_detection(path)}
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} {path!r} not found")
     logger.info("loading %s %s", what, path)
-    data = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except _UNREADABLE as err:
+        raise ValueError(f"{what} {path!r} is not readable: {_reason(err)}") from err
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a dict, got {type(data).__name__}")
+        raise ValueError(f"{what} {path!r}: expected a dict, got {type(data).__name__}")
     return data
 
 
-def load_model_state(model: nn.Module, state: dict[str, Tensor]) -> LoadReport:
+# What torch.load raises on a truncated, empty or garbage file, or on a pickle that
+# weights_only refuses (UnpicklingError); OSError covers read errors of the file itself.
+_UNREADABLE = (
+    RuntimeError,
+    EOFError,
+    OSError,
+    pickle.UnpicklingError,
+    zipfile.BadZipFile,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    UnicodeDecodeError,
+)
+
+
+def _reason(err: BaseException) -> str:
+    """The first line of an exception, with its type (one line for a log or an error)."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else '(no message)'}"
+
+
+def load_model_state(
+    model: nn.Module, state: dict[str, Tensor], source: str = "checkpoint"
+) -> LoadReport:
     """Load ``state`` into ``model`` non-strictly (module doc: prefix, torchvision names,
     the logged table).
 
@@ -120,14 +155,31 @@ def load_model_state(model: nn.Module, state: dict[str, Tensor]) -> LoadReport:
         model: the model itself, not a DistributedDataParallel wrapper.
         state: parameter and buffer tensors by name (``model.state_dict()`` keys, possibly
             with a ``"module."`` prefix, or torchvision detection names).
+        source: how error messages name the file (e.g. "MODEL.WEIGHTS file 'x.pth'").
 
     Returns:
         The `LoadReport` (also logged as a table; a warning when anything is missing or
         skipped).
+
+    Raises:
+        ValueError: ``state`` is not a dict of tensors, or no tensor of it fits the model
+            (same name and shape) while the model has some: nothing would be loaded.
     """
+    if not isinstance(state, dict):
+        raise ValueError(f"{source}: expected a state dict, got {type(state).__name__}")
+    bad = next(
+        (k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, Tensor)),
+        None,
+    )
+    if bad is not None:
+        raise ValueError(
+            f"{source} is not a state dict: its entry {bad!r} "
+            f"({type(state[bad]).__name__}) is not a tensor named by a string"
+        )
     state = {k.removeprefix("module."): v for k, v in state.items()}
     state = convert_torchvision_state(state, model)
     own = model.state_dict()
+    _check_overlap(state, own, source)
     report = LoadReport()
     for key in list(state):
         if key in own and tuple(own[key].shape) != tuple(state[key].shape):
@@ -155,6 +207,24 @@ def load_model_state(model: nn.Module, state: dict[str, Tensor]) -> LoadReport:
     return report
 
 
+def _check_overlap(state: dict[str, Tensor], own: dict[str, Tensor], source: str) -> None:
+    """Raise ValueError when no tensor of ``state`` fits ``own`` by name and shape."""
+    if not own or any(k in own and tuple(own[k].shape) == tuple(v.shape) for k, v in state.items()):
+        return
+    same_name = sorted(k for k in state if k in own)
+    file_keys = ", ".join(sorted(state)[:3]) or "none"
+    detail = (
+        f"the {len(same_name)} keys of the same name all differ in shape"
+        if same_name
+        else f"it has {len(state)} keys (e.g. {file_keys}), the model {len(own)} "
+        f"(e.g. {', '.join(sorted(own)[:3])})"
+    )
+    raise ValueError(
+        f"{source} has no tensor that fits this model ({detail}): it is not a weights file "
+        "of this detector (a classifier, another backbone?)"
+    )
+
+
 def load_model_weights(model: nn.Module, path: str) -> LoadReport:
     """Load detector weights from ``path`` into ``model`` (other checkpoint entries ignored).
 
@@ -167,7 +237,9 @@ def load_model_weights(model: nn.Module, path: str) -> LoadReport:
 
     Raises:
         FileNotFoundError: naming ``path`` when it is not a file.
-        ValueError: the file does not hold a dict.
+        ValueError: the file is unreadable, does not hold a dict, or none of its tensors
+            fits the model.
     """
     data = read_checkpoint(path, what="MODEL.WEIGHTS file")
-    return load_model_state(model, data["model"] if "model" in data else data)
+    state = data["model"] if "model" in data else data
+    return load_model_state(model, state, source=f"MODEL.WEIGHTS file {path!r}")

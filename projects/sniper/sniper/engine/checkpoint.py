@@ -184,6 +184,7 @@ class Checkpointer:
         checkpointables: Iterable[str] | None = None,
         *,
         strict: bool = False,
+        what: str = "checkpoint",
     ) -> dict[str, Any]:
         """Load `path` into the model and into the checkpointables named (default: all).
 
@@ -203,7 +204,8 @@ class Checkpointer:
             ValueError: the file is unreadable, does not hold a dict, or fits nothing.
             CheckpointError: `strict` and the file does not fit (names the first keys).
         """
-        return self._apply(path, read_checkpoint(path), checkpointables, strict=strict)
+        data = read_checkpoint(path, what=what)
+        return self._apply(path, data, checkpointables, strict=strict, what=what)
 
     def _apply(
         self,
@@ -212,6 +214,7 @@ class Checkpointer:
         checkpointables: Iterable[str] | None,
         *,
         strict: bool,
+        what: str = "checkpoint",
     ) -> dict[str, Any]:
         """Load the dict `data` read from `path` (see `load`)."""
         if "model" not in data:
@@ -219,7 +222,7 @@ class Checkpointer:
         keys = list(self.checkpointables if checkpointables is None else checkpointables)
         if strict:
             check_fits(path, data, self.model, {k: self.checkpointables[k] for k in keys})
-        load_model_state(self.model, data.pop("model"), source=f"checkpoint {path!r}")
+        load_model_state(self.model, data.pop("model"), source=f"{what} {path!r}")
         for key in keys:
             if key in data:
                 self.checkpointables[key].load_state_dict(data.pop(key))
@@ -279,7 +282,7 @@ class Checkpointer:
             logger.info("no checkpoint in %s to resume from: starting from scratch", self.save_dir)
         if not path:
             return {}
-        return self.load(path, checkpointables=[])
+        return self.load(path, checkpointables=[], what="MODEL.WEIGHTS file")
 
 
 def load_eval_weights(model: nn.Module, output_dir: str, weights: str, *, resume: bool) -> str:
@@ -305,7 +308,7 @@ def load_eval_weights(model: nn.Module, output_dir: str, weights: str, *, resume
             "model; give MODEL.WEIGHTS <file> (or --resume with the OUTPUT_DIR of a run)"
         )
     try:
-        checkpointer.load(weights, checkpointables=[])
+        checkpointer.load(weights, checkpointables=[], what="MODEL.WEIGHTS file")
     except (FileNotFoundError, ValueError) as err:
         raise CheckpointError(str(err.args[0] if err.args else err)) from None
     return weights

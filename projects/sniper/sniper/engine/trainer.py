@@ -236,7 +236,7 @@ class SniperTrainer:
         weights = self.cfg.MODEL.WEIGHTS
         if weights:
             try:
-                self.checkpointer.load(weights, checkpointables=[])
+                self.checkpointer.load(weights, checkpointables=[], what="MODEL.WEIGHTS file")
             except (FileNotFoundError, ValueError) as err:
                 if isinstance(err, CheckpointError):
                     raise

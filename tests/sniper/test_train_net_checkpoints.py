@@ -106,7 +106,7 @@ def test_resume_falls_back_over_corrupt_checkpoints(data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("model_final.pth", "model_0000005.pth", "model_0000004.pth"):
         assert f"cannot resume from {out / name}: checkpoint" in proc.stdout, name
-    assert f"resuming from {out / 'model_0000003.pth'} at iteration 4" in proc.stdout
+    assert f"resuming at iteration 4 from {out / 'model_0000003.pth'}" in proc.stdout
     assert not stale.exists()
     assert torch.load(out / "model_0000003.pth", weights_only=True)["iteration"] == 3
     assert good["iteration"] == 3

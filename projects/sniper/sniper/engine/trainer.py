@@ -222,9 +222,9 @@ class SniperTrainer:
                 else:
                     logger.warning("RNG states not restored (saved for another world size)")
                 logger.info(
-                    "resuming from %s at iteration %d",
-                    self.checkpointer.loaded_path,
+                    "resuming at iteration %d from %s",
                     self.start_iter,
+                    self.checkpointer.loaded_path,
                 )
                 return
             logger.info("--resume: no checkpoint in %s, training from scratch", out or "''")

@@ -187,8 +187,8 @@ class TrainChipLoader:
             raise ValueError(no_usable_images_message(self.bad_files, self.epoch))
         if self._epoch_skipped:
             logger.warning(
-                "epoch %d: skipped the chips of %d unusable image reads on rank %d "
-                "(%d distinct files so far)",
+                "epoch %d: skipped the chips of %d unusable image(s) on rank %d "
+                "(%d distinct file(s) so far)",
                 self.epoch,
                 self._epoch_skipped,
                 self.rank,

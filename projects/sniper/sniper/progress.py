@@ -1,6 +1,7 @@
 """Progress of long per-image work: evaluation, folder inference, proposals, conversion.
 
-``track(items, desc=..., enabled=...)`` yields ``items`` unchanged and reports progress:
+``track(items, desc=..., enabled=...)`` yields ``items`` unchanged and reports progress
+(``Progress(desc=...)`` with ``update(n)`` is the same reporter fed by hand):
 
 * on a terminal (``sys.stderr.isatty()``), a tqdm bar with the count, images/s and ETA;
 * otherwise (a log file, a pipe, a batch job), one INFO line on logger ``log`` every
@@ -22,7 +23,7 @@ from typing import TypeVar
 
 from tqdm import tqdm
 
-__all__ = ["format_eta", "progress_line", "track"]
+__all__ = ["Progress", "format_eta", "progress_line", "track"]
 
 T = TypeVar("T")
 
@@ -49,6 +50,78 @@ def progress_line(desc: str, done: int, total: int | None, elapsed: float, unit:
     return f"{desc}: {done} {unit}, {rate:.2f} {unit}/s"
 
 
+class Progress:
+    """A progress reporter fed by hand (``update(n)``); `track` wraps an iterable in one.
+
+    Args: as `track` (``total`` None: unknown). Use as a context manager, or call
+    ``close()``: it writes the last line (or closes the bar).
+    """
+
+    def __init__(
+        self,
+        *,
+        desc: str,
+        total: int | None = None,
+        enabled: bool = True,
+        unit: str = "images",
+        every_n: int = 50,
+        every_s: float = 30.0,
+        log: logging.Logger | None = None,
+        terminal: bool | None = None,
+    ) -> None:
+        if type(every_n) is not int or every_n < 1:
+            raise ValueError(f"progress: every_n must be an integer >= 1, got {every_n!r}")
+        if not every_s > 0:
+            raise ValueError(f"progress: every_s must be > 0, got {every_s!r}")
+        self.desc, self.total, self.enabled, self.unit = desc, total, bool(enabled), unit
+        self.every_n, self.every_s = every_n, float(every_s)
+        self.log = log or _DEFAULT_LOGGER
+        if terminal is None:
+            terminal = bool(getattr(sys.stderr, "isatty", lambda: False)())
+        self._bar = None
+        if self.enabled and terminal:
+            self._bar = tqdm(desc=desc, total=total, unit=f" {unit}", dynamic_ncols=True)
+        self.done = self._last_done = 0
+        self._start = self._last_time = time.perf_counter()
+        self._closed = False
+
+    def update(self, n: int = 1) -> None:
+        """``n`` more items are done (capped at ``total``)."""
+        if self.total is not None:
+            n = max(0, min(n, self.total - self.done))
+        self.done += n
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.update(n)
+            return
+        now = time.perf_counter()
+        if self.done - self._last_done >= self.every_n or now - self._last_time >= self.every_s:
+            self._write(now)
+
+    def _write(self, now: float) -> None:
+        self.log.info(progress_line(self.desc, self.done, self.total, now - self._start, self.unit))
+        self._last_done, self._last_time = self.done, now
+
+    def close(self) -> None:
+        """The last line (when it differs from the previous one), or close the bar."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.close()
+        elif self.done != self._last_done or self.done == 0:
+            self._write(time.perf_counter())
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def track(
     items: Iterable[T],
     *,
@@ -61,7 +134,8 @@ def track(
     log: logging.Logger | None = None,
     terminal: bool | None = None,
 ) -> Iterator[T]:
-    """Yield ``items`` and report progress (module docstring).
+    """Yield ``items`` and report progress (module docstring); the last line is written
+    when the iteration ends (or the generator is closed).
 
     Args:
         items: what to iterate over; ``total`` defaults to ``len(items)`` when it has one.
@@ -76,42 +150,19 @@ def track(
     Raises:
         ValueError: ``every_n < 1`` or ``every_s <= 0``.
     """
-    if type(every_n) is not int or every_n < 1:
-        raise ValueError(f"track: every_n must be an integer >= 1, got {every_n!r}")
-    if not every_s > 0:
-        raise ValueError(f"track: every_s must be > 0, got {every_s!r}")
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
-    if not enabled:
-        yield from items
-        return
-    if terminal is None:
-        terminal = bool(getattr(sys.stderr, "isatty", lambda: False)())
-    if terminal:
-        yield from tqdm(items, desc=desc, total=total, unit=f" {unit}", dynamic_ncols=True)
-        return
-    yield from _logged(items, desc, total, unit, every_n, every_s, log or _DEFAULT_LOGGER)
-
-
-def _logged(
-    items: Iterable[T],
-    desc: str,
-    total: int | None,
-    unit: str,
-    every_n: int,
-    every_s: float,
-    log: logging.Logger,
-) -> Iterator[T]:
-    """The log-line reporter of `track`: a line every ``every_n`` items or ``every_s`` s,
-    and a last line when the iteration ends (not when the consumer stops early)."""
-    start = last_time = time.perf_counter()
-    done = last_done = 0
-    for item in items:
-        yield item
-        done += 1
-        now = time.perf_counter()
-        if done - last_done >= every_n or now - last_time >= every_s:
-            log.info(progress_line(desc, done, total, now - start, unit))
-            last_done, last_time = done, now
-    if done != last_done or done == 0:
-        log.info(progress_line(desc, done, total, time.perf_counter() - start, unit))
+    progress = Progress(
+        desc=desc,
+        total=total,
+        enabled=enabled,
+        unit=unit,
+        every_n=every_n,
+        every_s=every_s,
+        log=log,
+        terminal=terminal,
+    )
+    with progress:
+        for item in items:
+            yield item
+            progress.update()

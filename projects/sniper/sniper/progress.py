@@ -41,10 +41,11 @@ def format_eta(seconds: float) -> str:
 def progress_line(desc: str, done: int, total: int | None, elapsed: float, unit: str) -> str:
     """The log line of ``done`` items after ``elapsed`` seconds (``total`` None: unknown)."""
     rate = done / elapsed if elapsed > 0 else 0.0
-    if total:
-        eta = (total - done) / rate if rate > 0 else float("nan")
+    if total is not None:
+        eta = (total - done) / rate if rate > 0 else (0.0 if done >= total else float("nan"))
+        percent = 100.0 * done / total if total > 0 else 100.0
         return (
-            f"{desc}: {done}/{total} {unit} ({100.0 * done / total:.1f}%), "
+            f"{desc}: {done}/{total} {unit} ({percent:.1f}%), "
             f"{rate:.2f} {unit}/s, ETA {format_eta(eta)}"
         )
     return f"{desc}: {done} {unit}, {rate:.2f} {unit}/s"

@@ -44,10 +44,10 @@ from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 
 from sniper.data.catalog import MetadataCatalog
-from sniper.image_ops import ImageReadError
 from sniper.image_ops import read_image as load_image
 from sniper.progress import track
 
+from .coco_ground_truth import coco_from_ground_truth, read_test_image, record_ground_truth
 from .detection_caps import COCO_MAX_DETS, bbox_task_name, warn_dense_image
 from .launch import all_gather, get_rank, get_world_size, is_main_process
 from .voc_evaluation import PascalVOCEvaluator
@@ -141,7 +141,7 @@ class COCOEvaluator:
             )
             image_id = int(record["image_id"])
             self._image_ids.append(image_id)
-            self._gt.append(_ground_truth(record))
+            self._gt.append(record_ground_truth(record))
             boxes = out["boxes"].detach().float().cpu().numpy().reshape(-1, 4)
             scores = out["scores"].detach().float().cpu().numpy().reshape(-1)
             labels = out["labels"].detach().cpu().numpy().reshape(-1)
@@ -179,42 +179,9 @@ class COCOEvaluator:
         return {self.task: self._coco_eval(predictions, image_ids, ground_truth)}
 
     def coco_ground_truth(self, ground_truth: Sequence[dict[str, Any]]) -> COCO:
-        """A pycocotools ``COCO`` of the processed records' annotations (ids 1..K in record
-        order; crowd boxes with ``iscrowd=1`` in their ``crowd_classes``, or in every
-        category when the records have none)."""
-        images, annotations = [], []
-        for g in ground_truth:
-            images.append({"id": g["image_id"], "height": g["height"], "width": g["width"]})
-            for box, cls, area, crowd in zip(
-                g["boxes"], g["classes"], g["areas"], g["crowd"], strict=True
-            ):
-                x1, y1, x2, y2 = (float(v) for v in box)
-                cats = (
-                    [self.contiguous_to_dataset_id[int(cls)]]
-                    if cls >= 0
-                    else sorted(self.contiguous_to_dataset_id.values())  # a class-less crowd
-                )
-                for cat in cats:
-                    annotations.append(
-                        {
-                            "id": len(annotations) + 1,  # COCOeval: id 0 means "unmatched"
-                            "image_id": g["image_id"],
-                            "category_id": cat,
-                            "bbox": [x1, y1, x2 - x1, y2 - y1],
-                            "area": float(area),
-                            "iscrowd": int(crowd),
-                        }
-                    )
-        names = self.class_names
-        categories = [
-            {"id": cat, "name": names[c] if c < len(names) else str(cat)}
-            for c, cat in sorted(self.contiguous_to_dataset_id.items())
-        ]
-        coco = COCO()
-        coco.dataset = {"images": images, "annotations": annotations, "categories": categories}
-        with contextlib.redirect_stdout(io.StringIO()):
-            coco.createIndex()
-        return coco
+        """A pycocotools ``COCO`` of the processed records' annotations
+        (`sniper.engine.coco_ground_truth.coco_from_ground_truth`)."""
+        return coco_from_ground_truth(ground_truth, self.contiguous_to_dataset_id, self.class_names)
 
     def _coco_eval(
         self, predictions: list[dict], image_ids: list[int], ground_truth: list[dict]
@@ -304,58 +271,6 @@ def build_evaluator(
     )
 
 
-def _ground_truth(record: dict) -> dict[str, Any]:
-    """The evaluation's ground truth of one record: positives then crowd boxes (XYXY image
-    px), contiguous classes, areas (the record's ``areas`` / ``crowd_areas``, else the box
-    areas ``w * h``) and crowd flags."""
-    boxes = np.asarray(record.get("boxes", np.zeros((0, 4))), np.float64).reshape(-1, 4)
-    crowd = np.asarray(record.get("crowd_boxes", np.zeros((0, 4))), np.float64).reshape(-1, 4)
-    classes = np.asarray(record.get("classes", np.zeros(0)), np.int64).reshape(-1)
-    crowd_classes = np.asarray(record.get("crowd_classes", np.zeros(0)), np.int64).reshape(-1)
-    if len(crowd_classes) != len(crowd):  # unknown class: the region counts for every class
-        crowd_classes = np.full(len(crowd), -1, np.int64)
-
-    def areas(key: str, b: np.ndarray) -> np.ndarray:
-        given = record.get(key)
-        if given is not None and len(given) == len(b):
-            return np.asarray(given, np.float64)
-        return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-
-    return {
-        "image_id": int(record["image_id"]),
-        "height": int(record.get("height", 0)),
-        "width": int(record.get("width", 0)),
-        "boxes": np.concatenate([boxes, crowd]),
-        "classes": np.concatenate([classes, crowd_classes]),
-        "areas": np.concatenate([areas("areas", boxes), areas("crowd_areas", crowd)]),
-        "crowd": np.r_[np.zeros(len(boxes), bool), np.ones(len(crowd), bool)],
-    }
-
-
-def _read_test_image(record: dict, input_format: str, name: str) -> np.ndarray | None:
-    """The record's image, or None (with a warning) when it cannot be read or its size is
-    not the record's ``height`` x ``width`` (the boxes are in the record's frame)."""
-    try:
-        image = load_image(record["file_name"], input_format)
-    except ImageReadError as e:
-        logger.warning("%s: skipping image %s: %s", name, record.get("image_id"), e)
-        return None
-    expected = (record.get("height"), record.get("width"))
-    if None not in expected and tuple(image.shape[:2]) != tuple(int(v) for v in expected):
-        logger.warning(
-            "%s: skipping image %s (%s): it is %dx%d (HxW) but its record says %dx%d, the "
-            "frame of its boxes",
-            name,
-            record.get("image_id"),
-            record["file_name"],
-            image.shape[0],
-            image.shape[1],
-            *expected,
-        )
-        return None
-    return image
-
-
 def inference_on_dataset(
     inference: Callable[[list[np.ndarray]], list[dict[str, Any]]],
     records: Sequence[dict],
@@ -387,7 +302,7 @@ def inference_on_dataset(
     pixels, per_scale, skipped, start = 0, [], 0, time.perf_counter()
     with torch.no_grad():
         for record in track(shard, desc=f"evaluate {name}", enabled=is_main_process()):
-            image = _read_test_image(record, input_format, name)
+            image = read_test_image(record, input_format, name)
             if image is None:
                 skipped += 1
                 continue

@@ -193,6 +193,7 @@ def test_config_modules_import_no_torch() -> None:
             "sniper.image_ops",
             ("sniper.data", "sniper.modeling", "sniper.inference", "autofocus", "torch"),
         ),
+        ("sniper.progress", ("sniper.data", "sniper.engine", "sniper.inference", "torch")),
         ("autofocus.modeling", ("sniper.data", "sniper.engine", "sniper.inference")),
         ("autofocus.predictor", ("sniper.engine", "autofocus.engine")),
     ],

@@ -24,6 +24,9 @@ RECORD_KEYS = {
     "classes",
     "crowd_boxes",
     "ann_ids",
+    "areas",
+    "crowd_areas",
+    "crowd_classes",
 }
 
 

@@ -17,6 +17,7 @@ from pycocotools.cocoeval import COCOeval
 from torch import nn
 
 from sniper.data.catalog import MetadataCatalog
+from sniper.data.coco import load_coco_json
 from sniper.engine.evaluation import COCOEvaluator, inference_on_dataset
 from sniper.inference import MultiScaleInference
 
@@ -153,16 +154,122 @@ def test_inference_maps_boxes_back(dataset, tmp_path, scale):
 
 
 def test_json_without_areas_is_scored_with_box_areas(dataset, tmp_path):
-    name, records = dataset
+    name, _ = dataset
     meta = MetadataCatalog.get(name)
     data = json.loads(open(meta.json_file).read())
     for ann in data["annotations"]:
         del ann["area"]
+        del ann["iscrowd"]
     bare = tmp_path / "no_area.json"
     bare.write_text(json.dumps(data))
+    records = load_coco_json(str(bare), meta.image_root)
     evaluator = COCOEvaluator(name)
-    evaluator.json_file = str(bare)
     evaluator.process(records, _perfect(skip={(0, 1)}))
     res = evaluator.evaluate()["bbox"]
     # the one missed box is the only small one (30 x 30 = 900 px): APs 0, APm 100
     assert res["APs"] == pytest.approx(0.0) and res["APm"] == pytest.approx(100.0)
+
+
+def _write(path, data) -> str:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+    return str(path)
+
+
+def test_boxes_the_loader_drops_are_not_ground_truth(dataset, tmp_path):
+    """Perfect detections of the kept boxes score 100 although the json holds boxes the
+    loader drops (outside the image, NaN, negative size); a box crossing the border is
+    scored in its clipped form."""
+    name, _ = dataset
+    meta = MetadataCatalog.get(name)
+    data = json.loads(open(meta.json_file).read())
+    extra = [[500, 500, 10, 10], [float("nan"), 1, 5, 5], [20, 20, -5, 10]]
+    for k, bbox in enumerate(extra):
+        data["annotations"].append(
+            {"id": 100 + k, "image_id": 10, "category_id": 5, "bbox": bbox, "iscrowd": 0}
+        )
+    # crosses the right edge of image 11 (90 px wide): clipped to [60, 40, 90, 60]
+    data["annotations"].append(
+        {"id": 200, "image_id": 11, "category_id": 7, "bbox": [60, 40, 50, 20], "iscrowd": 0}
+    )
+    with pytest.warns(UserWarning, match=r"dropped 1 \(non-finite bbox\), 1 \(non-positive"):
+        records = load_coco_json(_write(tmp_path / "dirty.json", data), meta.image_root)
+    outputs = _perfect()
+    outputs[1]["boxes"] = torch.cat([outputs[1]["boxes"], torch.tensor([[60.0, 40, 90, 60]])])
+    outputs[1]["scores"] = torch.cat([outputs[1]["scores"], torch.tensor([0.3])])
+    outputs[1]["labels"] = torch.cat([outputs[1]["labels"], torch.tensor([2])])
+    evaluator = COCOEvaluator(name)
+    evaluator.process(records, outputs)
+    res = evaluator.evaluate()["bbox"]
+    for key in ("AP", "AP50", "AP75", "AP-a", "AP-b"):
+        assert res[key] == pytest.approx(100.0), key
+
+
+def test_crowd_region_ignores_detections_of_its_class_only(dataset, tmp_path):
+    name, _ = dataset
+    meta = MetadataCatalog.get(name)
+    data = json.loads(open(meta.json_file).read())
+    data["annotations"].append(
+        {"id": 300, "image_id": 11, "category_id": 5, "bbox": [0, 60, 40, 20], "iscrowd": 1}
+    )
+    records = load_coco_json(_write(tmp_path / "crowd.json", data), meta.image_root)
+    assert records[1]["crowd_classes"].tolist() == [0]
+    outputs = _perfect()
+    # a low-scored class-a detection inside the crowd region: ignored, AP-a stays 100
+    outputs[1]["boxes"] = torch.cat([outputs[1]["boxes"], torch.tensor([[2.0, 62, 38, 78]])])
+    outputs[1]["scores"] = torch.cat([outputs[1]["scores"], torch.tensor([0.1])])
+    outputs[1]["labels"] = torch.cat([outputs[1]["labels"], torch.tensor([1])])
+    evaluator = COCOEvaluator(name)
+    evaluator.process(records, outputs)
+    assert evaluator.evaluate()["bbox"]["AP-a"] == pytest.approx(100.0)
+
+
+def test_a_label_beyond_the_categories_names_num_classes(dataset):
+    name, records = dataset
+    outputs = _perfect()
+    outputs[0]["labels"] = torch.tensor([1, 8])
+    with pytest.raises(ValueError, match=r"predicted label 8 but the dataset has 2 categor"):
+        COCOEvaluator(name).process(records, outputs)
+
+
+def _gray_images(records) -> dict[int, int]:
+    levels = {}
+    for i, record in enumerate(records):
+        level = 60 + 50 * i
+        cv2.imwrite(record["file_name"], np.full((*SIZES[i], 3), level, np.uint8))
+        levels[level] = i
+    return levels
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "missing", "resized"])
+def test_unusable_test_image_is_skipped_and_counted(dataset, tmp_path, caplog, damage):
+    name, records = dataset
+    model = _Oracle(_gray_images(records)).eval()
+    path = records[1]["file_name"]
+    if damage == "corrupt":
+        with open(path, "wb") as f:
+            f.write(b"not an image")
+    elif damage == "missing":
+        os.remove(path)
+    else:
+        cv2.imwrite(path, np.full((40, 45, 3), 110, np.uint8))
+    inference = MultiScaleInference(model, [1.0], [(-1, -1)], merge="nms")
+    with caplog.at_level("WARNING", logger="sniper.engine.evaluation"):
+        res = inference_on_dataset(inference, records, COCOEvaluator(name))
+    assert res["speed"]["images"] == 1 and res["speed"]["skipped_images"] == 1
+    # image 11's ground truth is left out with it: image 10 alone, detected perfectly
+    assert res["bbox"]["AP"] == pytest.approx(100.0)
+    assert "skipping image 11" in caplog.text
+    assert "1 images skipped" in caplog.text
+    if damage == "resized":
+        assert "it is 40x45 (HxW) but its record says 80x90" in caplog.text
+
+
+def test_evaluation_reports_progress_in_the_log(dataset, caplog):
+    name, records = dataset
+    model = _Oracle(_gray_images(records)).eval()
+    inference = MultiScaleInference(model, [1.0], [(-1, -1)], merge="nms")
+    with caplog.at_level("INFO", logger="sniper.progress"):
+        inference_on_dataset(inference, records, COCOEvaluator(name))
+    lines = [r.getMessage() for r in caplog.records if r.name == "sniper.progress"]
+    assert len(lines) == 1 and lines[0].startswith(f"evaluate {name}: 2/2 images (100.0%), ")

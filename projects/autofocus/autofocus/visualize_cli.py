@@ -29,6 +29,7 @@ import cv2
 from sniper.config import load_config_or_exit
 from sniper.data.registration import build_dataset_catalog_or_exit
 from sniper.inputs import dataset_labels, read_images, unique_output_name
+from sniper.progress import track
 from sniper.register_args import add_register_coco_argument, register_coco_opts
 
 from .cli import parse_with_overrides, resolve_inputs
@@ -89,7 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     class_names, _ = dataset_labels(cfg.DATASETS.TEST)
     os.makedirs(args.output, exist_ok=True)
     used: set[str] = set()
-    for path, image in read_images((record["file_name"] for record in records), "BGR"):
+    files = track([r["file_name"] for r in records], desc="autofocus.visualize", log=logger)
+    for path, image in read_images(files, "BGR"):
         out = predictor(image)
         drawn = draw_autofocus(
             image[:, :, ::-1],

@@ -37,12 +37,12 @@ import time
 from collections.abc import Sequence
 
 import cv2
-from tqdm import tqdm
 
 from sniper.config import load_config_or_exit
 from sniper.data.registration import build_dataset_catalog_or_exit
 from sniper.inference.predictor import SniperPredictor
 from sniper.inputs import dataset_labels, list_image_files, read_images, unique_output_name
+from sniper.progress import track
 from sniper.register_args import add_register_coco_argument, register_coco_opts
 from sniper.visualization_dets import draw_detections
 
@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     class_names, to_dataset_id = dataset_labels(cfg.DATASETS.TEST)
     os.makedirs(args.output, exist_ok=True)
     results, used, done, pixels, start = [], set(), 0, 0, time.perf_counter()
-    for path, image in read_images(tqdm(paths, desc="sniper.demo", unit="img"), "BGR"):
+    for path, image in read_images(track(paths, desc="sniper.demo", log=logger), "BGR"):
         out = predictor(image)
         done, pixels = done + 1, pixels + out["pixels"]
         drawn = draw_detections(

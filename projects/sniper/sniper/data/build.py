@@ -61,8 +61,13 @@ class _BatchDataset(Dataset):
     def __len__(self) -> int:
         return len(self.batches)
 
-    def __getitem__(self, index: int) -> list[tuple[torch.Tensor, dict]]:
-        return self.mapper(self.batches[index])
+    def __getitem__(self, index: int) -> tuple[list[tuple[torch.Tensor, dict]], list]:
+        """(mapped chips, ``(file_name, reason)`` of each file skipped); mappers without
+        ``map_batch`` report no failures."""
+        specs = self.batches[index]
+        if hasattr(self.mapper, "map_batch"):
+            return self.mapper.map_batch(specs)
+        return self.mapper(specs), []
 
 
 def _identity(batch):
@@ -94,6 +99,10 @@ class TrainChipLoader:
         self.num_workers = num_workers
         self.epoch, self.batch_in_epoch = 0, 0
         self._iter: Iterator | None = None
+        # Files that could not be used: first reason, warned once per loader.
+        self.bad_files: dict[str, str] = {}
+        self._epoch_from_start = True  # this epoch was iterated from its first batch
+        self._epoch_chips = self._epoch_skipped = 0
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
@@ -101,6 +110,7 @@ class TrainChipLoader:
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.batch_in_epoch = int(state["epoch"]), int(state["batch_in_epoch"])
         self._iter = None
+        self._epoch_from_start = self.batch_in_epoch == 0
 
     def epoch_batches(self, epoch: int) -> list[list[ChipSpec]]:
         return self.sampler.epoch_batches(epoch, self.chips_per_batch, self.rank, self.world_size)
@@ -139,17 +149,62 @@ class TrainChipLoader:
         return self
 
     def __next__(self) -> list[tuple[torch.Tensor, dict]]:
+        """The next non-empty batch (chips of unusable images are skipped and counted).
+
+        Raises:
+            ValueError: a whole epoch gave no chip (every image with chips is unreadable or
+                of another size than its record), naming how many files failed and the
+                first few with their reasons.
+        """
         while True:
             if self._iter is None:
                 self._iter = self._start_epoch()
+                self._epoch_chips = self._epoch_skipped = 0
             try:
-                batch = next(self._iter)
+                batch, failures = next(self._iter)
             except StopIteration:
+                self._end_epoch()
                 self.epoch, self.batch_in_epoch, self._iter = self.epoch + 1, 0, None
+                self._epoch_from_start = True
                 continue
             self.batch_in_epoch += 1
-            if batch:  # all chips of a batch can be skipped (unreadable images)
+            self._note_failures(failures)
+            self._epoch_chips += len(batch)
+            if batch:  # all chips of a batch can be skipped (unusable images)
                 return batch
+
+    def _note_failures(self, failures: list[tuple[str, str]]) -> None:
+        """Warn once per file (over the loader's life) and count the skipped files."""
+        for file_name, reason in failures:
+            self._epoch_skipped += 1
+            if file_name not in self.bad_files:
+                self.bad_files[file_name] = reason
+                logger.warning("skipping the chips of %s: %s", file_name, reason)
+
+    def _end_epoch(self) -> None:
+        """The epoch's summary line; the error when the whole epoch gave no chip."""
+        if self._epoch_chips == 0 and self._epoch_from_start and self.bad_files:
+            raise ValueError(no_usable_images_message(self.bad_files, self.epoch))
+        if self._epoch_skipped:
+            logger.warning(
+                "epoch %d: skipped the chips of %d unusable image(s) on rank %d "
+                "(%d distinct file(s) so far)",
+                self.epoch,
+                self._epoch_skipped,
+                self.rank,
+                len(self.bad_files),
+            )
+
+
+def no_usable_images_message(bad_files: dict[str, str], epoch: int, first: int = 3) -> str:
+    """The one-line error of an epoch without a usable image (``bad_files``: file ->
+    reason, in the order met)."""
+    shown = "; ".join(f"{f} ({r})" for f, r in list(bad_files.items())[:first])
+    more = f"; and {len(bad_files) - first} more" if len(bad_files) > first else ""
+    return (
+        f"no training chip could be made in epoch {epoch}: {len(bad_files)} image file(s) "
+        f"failed and no other image has chips: {shown}{more}"
+    )
 
 
 def resolve_seed(seed: int) -> int:

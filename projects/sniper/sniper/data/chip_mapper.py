@@ -67,27 +67,45 @@ class ChipMapper:
         }
         return torch.from_numpy(out).permute(2, 0, 1).contiguous(), target
 
-    def __call__(self, specs: Sequence[ChipSpec]) -> list[tuple[torch.Tensor, dict]]:
-        """Maps a batch; chips of unreadable images are skipped with a warning."""
+    def map_batch(
+        self, specs: Sequence[ChipSpec]
+    ) -> tuple[list[tuple[torch.Tensor, dict]], list[tuple[str, str]]]:
+        """Maps a batch, skipping the chips of images that cannot be used.
+
+        Returns:
+            (the mapped chips of the usable images, in spec order; one ``(file_name,
+            reason)`` per skipped file: unreadable, or a size other than its record's).
+        """
         out: list[tuple[torch.Tensor, dict]] = []
+        failures: list[tuple[str, str]] = []
         decoded: dict[str, tuple[np.ndarray | None, dict]] = {}
         for spec in specs:
             if spec.file_name not in decoded:
                 try:
-                    decoded[spec.file_name] = (read_image(spec.file_name, self.input_format), {})
+                    image = read_image(spec.file_name, self.input_format)
                 except ImageReadError as e:
-                    logger.warning("skipping the chips of an unreadable image: %s", e)
-                    decoded[spec.file_name] = (None, {})
+                    failures.append((spec.file_name, f"unreadable: {e}"))
+                    image = None
+                if image is not None and tuple(image.shape[:2]) != tuple(spec.image_size):
+                    h, w = spec.image_size
+                    failures.append(
+                        (
+                            spec.file_name,
+                            f"image is {image.shape[0]}x{image.shape[1]} (HxW) but its "
+                            f"record says {h}x{w}",
+                        )
+                    )
+                    image = None
+                decoded[spec.file_name] = (image, {})
             image, cache = decoded[spec.file_name]
-            if image is None:
-                continue
-            if tuple(image.shape[:2]) != tuple(spec.image_size):
-                logger.warning(
-                    "skipping chip of %s: image is %s but its record says %s",
-                    spec.file_name,
-                    image.shape[:2],
-                    tuple(spec.image_size),
-                )
-                continue
-            out.append(self.map_chip(image, spec, cache))
+            if image is not None:
+                out.append(self.map_chip(image, spec, cache))
+        return out, failures
+
+    def __call__(self, specs: Sequence[ChipSpec]) -> list[tuple[torch.Tensor, dict]]:
+        """Maps a batch; the chips of unusable images are skipped with one warning per file
+        (`map_batch`; the training loader counts them instead, `TrainChipLoader`)."""
+        out, failures = self.map_batch(specs)
+        for file_name, reason in failures:
+            logger.warning("skipping the chips of %s: %s", file_name, reason)
         return out

@@ -8,8 +8,12 @@ Record (one dict per kept image, exactly these keys):
   (``x2 = x + w`` from COCO's ``[x, y, w, h]``), clipped to the image.
 - ``classes`` int64 (N,): contiguous ids 0..C-1, in the order of sorted COCO category ids.
 - ``crowd_boxes`` float32 (M, 4): XYXY, the ``iscrowd=1`` annotations. They are ignore
-  regions (neither positive nor negative), never positives.
+  regions (neither positive nor negative), never positives. ``crowd_classes`` int64 (M,):
+  their contiguous classes (the evaluation ignores detections of that class there).
 - ``ann_ids`` int64 (N,): the COCO annotation ids of ``boxes``, row by row.
+- ``areas`` float32 (N,), ``crowd_areas`` float32 (M,): each annotation's ``area`` (COCO's
+  object area, which the evaluation's small / medium / large ranges use), or the area
+  ``w * h`` of its clipped box when the json has none.
 
 Annotations keep their json order within an image; images keep their json order.
 
@@ -26,6 +30,10 @@ the first rule it breaks, in this order):
 7. otherwise clipped to ``[0, width] x [0, height]``; if the clipped box is narrower or
    shorter than 1 px -> dropped ("under 1 px after clipping").  Kept boxes changed by the
    clipping are counted as "clipped".
+
+Field rules: ``iscrowd`` (default 0) must be 0, 1, true or false and ``area`` (default:
+the clipped box's ``w * h``) a finite number >= 0; anything else (``"yes"``, ``"0"``, 2,
+null) -> ``ValueError`` naming the file, the annotation id and the value.
 
 Image rules: duplicate image id -> ``ValueError`` naming the id; missing/invalid ``height``
 or ``width`` (must be a positive integer) -> ``ValueError`` naming the image id; missing
@@ -142,6 +150,30 @@ def _parse_images(json_file: str, images: list, image_root: str) -> list[dict[st
     return out
 
 
+def _iscrowd(json_file: str, ann: dict) -> bool:
+    """The annotation's ``iscrowd`` (0, 1 or a bool; default 0), or ``ValueError``."""
+    value = ann.get("iscrowd", 0)
+    if type(value) is bool or (type(value) is int and value in (0, 1)):
+        return bool(value)
+    raise ValueError(
+        f"{json_file}: annotation id {ann['id']} has iscrowd = {value!r}; expected 0 or 1 "
+        "(or true / false)"
+    )
+
+
+def _area(json_file: str, ann: dict) -> float:
+    """The annotation's ``area`` (NaN when it has none), or ``ValueError``."""
+    if "area" not in ann:
+        return float("nan")
+    value = ann["area"]
+    if type(value) in (int, float) and np.isfinite(value) and value >= 0:
+        return float(value)
+    raise ValueError(
+        f"{json_file}: annotation id {ann['id']} has area = {value!r}; expected a finite "
+        "number >= 0 (or no 'area': the box's w * h)"
+    )
+
+
 def _gather_annotations(
     annotations: list,
     image_index: dict[int, int],
@@ -152,16 +184,19 @@ def _gather_annotations(
     """One pass over the annotations: schema rules 1-3; the geometry is left to numpy.
 
     Returns (image_idx int64 (K,), classes int64 (K,), bbox_xywh float64 (K, 4),
-    is_crowd bool (K,), ann_ids int64 (K,)) for the K annotations passing rules 1-3.
+    is_crowd bool (K,), ann_ids int64 (K,), areas float64 (K,), NaN where missing) for the K
+    annotations passing rules 1-3.
     """
     img_idx: list[int] = []
     classes: list[int] = []
     bboxes: list[list] = []
     crowd: list[bool] = []
     ann_ids: list[int] = []
+    areas: list[float] = []
     for k, ann in enumerate(annotations):
         if not isinstance(ann, dict) or type(ann.get("id")) is not int:
             raise ValueError(f"{json_file}: annotation #{k} has no integer 'id': {ann!r}")
+        is_crowd, area = _iscrowd(json_file, ann), _area(json_file, ann)
         bbox = ann.get("bbox")
         if (
             type(bbox) is not list
@@ -184,14 +219,16 @@ def _gather_annotations(
         img_idx.append(idx)
         classes.append(cls)
         bboxes.append(bbox)
-        crowd.append(bool(ann.get("iscrowd", 0)))
+        crowd.append(is_crowd)
         ann_ids.append(ann["id"])
+        areas.append(area)
     return (
         np.asarray(img_idx, dtype=np.int64),
         np.asarray(classes, dtype=np.int64),
         np.asarray(bboxes, dtype=np.float64).reshape(-1, 4),
         np.asarray(crowd, dtype=bool),
         np.asarray(ann_ids, dtype=np.int64),
+        np.asarray(areas, dtype=np.float64),
     )
 
 
@@ -301,7 +338,7 @@ def load_coco_json(
     image_index.update({img["image_id"]: i for i, img in enumerate(images)})
 
     dropped: Counter = Counter()
-    img_idx, classes, bbox_xywh, is_crowd, ann_ids = _gather_annotations(
+    img_idx, classes, bbox_xywh, is_crowd, ann_ids, areas = _gather_annotations(
         data["annotations"], image_index, cat_to_contiguous, json_file, dropped
     )
     del data
@@ -311,16 +348,24 @@ def load_coco_json(
         bbox_xywh, widths[img_idx], heights[img_idx], dropped
     )
 
+    with np.errstate(invalid="ignore", over="ignore"):  # dropped rows may be NaN / inf
+        box_area = (boxes_img[:, 2] - boxes_img[:, 0]) * (boxes_img[:, 3] - boxes_img[:, 1])
+    areas = np.where(np.isnan(areas), box_area, areas).astype(np.float32)
+
     # Group per image with stable sorts (json order within an image is kept).
     boxes_img = boxes_img.astype(np.float32)
     pos_bounds, pos_order = _group(img_idx, keep & ~is_crowd, len(images))
     crowd_bounds, crowd_order = _group(img_idx, keep & is_crowd, len(images))
     pos_boxes, pos_classes = boxes_img[pos_order], classes[pos_order]
     pos_ann_ids, crowd_boxes = ann_ids[pos_order], boxes_img[crowd_order]
+    pos_areas, crowd_areas = areas[pos_order], areas[crowd_order]
+    crowd_classes = classes[crowd_order]
     for i, img in enumerate(images):
         p0, p1, c0, c1 = pos_bounds[i], pos_bounds[i + 1], crowd_bounds[i], crowd_bounds[i + 1]
         img["boxes"], img["classes"] = pos_boxes[p0:p1], pos_classes[p0:p1]
         img["crowd_boxes"], img["ann_ids"] = crowd_boxes[c0:c1], pos_ann_ids[p0:p1]
+        img["areas"], img["crowd_areas"] = pos_areas[p0:p1], crowd_areas[c0:c1]
+        img["crowd_classes"] = crowd_classes[c0:c1]
 
     line = _summary(
         json_file,

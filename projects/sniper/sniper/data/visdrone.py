@@ -38,12 +38,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import tempfile
 import warnings
 
 from PIL import Image
+
+from sniper.progress import track
 
 __all__ = ["VISDRONE_CLASSES", "convert_visdrone_to_coco", "main"]
 
@@ -116,6 +119,9 @@ def _annotations_of(txt_path: str, image_id: int, next_id: int, stats: dict) -> 
     return anns
 
 
+logger = logging.getLogger("sniper.data")
+
+
 def _write_json_atomic(obj: dict, output_json: str) -> None:
     """Write ``obj`` to ``output_json`` via a temp file in the same folder + ``os.replace``."""
     out_dir = os.path.dirname(os.path.abspath(output_json))
@@ -165,7 +171,7 @@ def convert_visdrone_to_coco(image_dir: str, annotation_dir: str, output_json: s
     )
     images: list[dict] = []
     annotations: list[dict] = []
-    for image_id, name in enumerate(names, start=1):
+    for image_id, name in enumerate(track(names, desc="convert VisDrone", log=logger), start=1):
         txt_path = os.path.join(annotation_dir, os.path.splitext(name)[0] + ".txt")
         if not os.path.isfile(txt_path):
             raise FileNotFoundError(f"annotation file {txt_path} for image {name} is missing")
@@ -215,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("annotation_dir", help="folder with one <image stem>.txt per image")
     parser.add_argument("output_json", help="COCO json to write (atomically)")
     args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
+    )
     stats = convert_visdrone_to_coco(args.image_dir, args.annotation_dir, args.output_json)
     print(json.dumps(stats, sort_keys=True))
     return 0

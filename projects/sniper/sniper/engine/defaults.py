@@ -22,6 +22,7 @@ import torch
 from fvcore.common.config import CfgNode
 
 from sniper.config import load_config_or_exit
+from sniper.data.checks import check_job_data_or_exit
 from sniper.data.registration import build_dataset_catalog_or_exit
 from sniper.register_args import add_register_coco_argument, register_coco_opts
 
@@ -223,8 +224,9 @@ def launch_train_net(
     load_config: Callable[[str, list[str]], Any] = load_config_or_exit,
     argv: list[str] | None = None,
 ) -> None:
-    """Parses detectron2's flags, checks the config, the datasets and the output folder
-    (no previous run to train over, `check_previous_run`) before spawning workers (one
+    """Parses detectron2's flags, checks the config, the datasets (their files, then their
+    contents: `sniper.data.checks.check_job_data`) and the output folder (no previous run to
+    train over, `check_previous_run`) before spawning workers (one
     ``error: ...`` line and exit 2 on a bad one), launches."""
     args = default_argument_parser().parse_args(argv)
     apply_register_coco(args, load_config)
@@ -233,6 +235,7 @@ def launch_train_net(
     if not args.eval_only and not args.resume:
         with checkpoint_errors_exit():  # before spawning: one line, not one per worker
             check_previous_run(cfg.OUTPUT_DIR, overwrite=args.overwrite, delete=False)
+    check_job_data_or_exit(cfg, train=not args.eval_only)
     launch(
         main,
         args.num_gpus,

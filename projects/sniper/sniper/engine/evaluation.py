@@ -5,9 +5,16 @@
 *inference engine* on it: any callable mapping a list of ``(H, W, 3)`` images to detections
 in original-image pixels with the number of network-input pixels it processed (SNIPER's
 `sniper.inference.MultiScaleInference`, one scale of it, or AutoFocus's cascade). Records are
-split across processes (`records[rank::world_size]`); `COCOEvaluator.evaluate` gathers the
-detections on rank 0, writes `coco_instances_results.json` and runs pycocotools' COCOeval
-against the dataset's json (`MetadataCatalog.get(name).json_file`).
+split across processes (`records[rank::world_size]`), with a progress bar (or a log line
+every 50 images without a terminal) on rank 0. An image that cannot be read, or whose size
+differs from its record's (its boxes are in the record's frame), is skipped with a warning
+and counted (``speed/skipped_images``); its ground truth is left out of the evaluation.
+
+`COCOEvaluator.evaluate` gathers the detections on rank 0, writes
+`coco_instances_results.json` and runs pycocotools' COCOeval against the ground truth *of the
+records it processed*: the cleaned annotations the loader produced (`sniper.data.coco`:
+dropped boxes are not there, kept boxes are clipped to the image, ``area`` filled in), never
+the raw json, so that what the model was trained on and what it is scored against agree.
 
 Dense scenes: COCOeval scores at most `max_dets_per_image` detections per image
 (`TEST.MAX_DETS_PER_IMAGE`, pycocotools' ``maxDets = [1, 10, N]``; 100 in COCO's protocol,
@@ -38,7 +45,9 @@ from torch import Tensor
 
 from sniper.data.catalog import MetadataCatalog
 from sniper.image_ops import read_image as load_image
+from sniper.progress import track
 
+from .coco_ground_truth import coco_from_ground_truth, read_test_image, record_ground_truth
 from .detection_caps import COCO_MAX_DETS, bbox_task_name, warn_dense_image
 from .launch import all_gather, get_rank, get_world_size, is_main_process
 from .voc_evaluation import PascalVOCEvaluator
@@ -73,8 +82,10 @@ class COCOEvaluator:
     """Collect detections of one dataset and compute COCO box AP with pycocotools.
 
     Args:
-        dataset_name: registered dataset; its metadata needs `json_file` and
-            `thing_dataset_id_to_contiguous_id` (set when the dataset is loaded).
+        dataset_name: registered dataset; its metadata needs
+            `thing_dataset_id_to_contiguous_id` (set when the dataset is loaded). The ground
+            truth comes from the records given to `process` (``boxes``, ``classes``,
+            ``crowd_boxes``, optional ``areas`` / ``crowd_areas``; image px).
         output_dir: where rank 0 writes `coco_instances_results.json` (None: not written).
         max_dets_per_image: detections scored per image (pycocotools ``maxDets[2]``; the
             best-scored ones); names the results table (`bbox_task_name`).
@@ -96,17 +107,30 @@ class COCOEvaluator:
         self.task = bbox_task_name(max_dets_per_image)
         meta = MetadataCatalog.get(dataset_name)
         self.dataset_name = dataset_name
-        self.json_file: str = meta.json_file
+        self.json_file: str | None = meta.get("json_file")
         id_map: dict[int, int] = meta.thing_dataset_id_to_contiguous_id
         self.contiguous_to_dataset_id = {v: k for k, v in id_map.items()}
         self.class_names: list[str] = list(meta.get("thing_classes", []))
         self.output_dir = output_dir
         self._predictions: list[dict[str, Any]] = []
         self._image_ids: list[int] = []
+        self._gt: list[dict[str, Any]] = []
 
     def reset(self) -> None:
         """Forget everything processed so far."""
-        self._predictions, self._image_ids = [], []
+        self._predictions, self._image_ids, self._gt = [], [], []
+
+    def _category(self, label: int) -> int:
+        """The dataset category id of model label ``label`` (1..C), or ``ValueError``."""
+        cat = self.contiguous_to_dataset_id.get(label - 1)
+        if cat is None:
+            n = len(self.contiguous_to_dataset_id)
+            raise ValueError(
+                f"COCOEvaluator({self.dataset_name!r}): the model predicted label {label} "
+                f"but the dataset has {n} categories (labels 1..{n}); MODEL.NUM_CLASSES must "
+                f"be {n}"
+            )
+        return cat
 
     def process(self, records: Sequence[dict], outputs: Sequence[dict[str, Tensor]]) -> None:
         """Add detections (boxes XYXY in original-image px, scores, labels 1..C) per record;
@@ -117,6 +141,7 @@ class COCOEvaluator:
             )
             image_id = int(record["image_id"])
             self._image_ids.append(image_id)
+            self._gt.append(record_ground_truth(record))
             boxes = out["boxes"].detach().float().cpu().numpy().reshape(-1, 4)
             scores = out["scores"].detach().float().cpu().numpy().reshape(-1)
             labels = out["labels"].detach().cpu().numpy().reshape(-1)
@@ -125,7 +150,7 @@ class COCOEvaluator:
                 self._predictions.append(
                     {
                         "image_id": image_id,
-                        "category_id": self.contiguous_to_dataset_id[int(label) - 1],
+                        "category_id": self._category(int(label)),
                         "bbox": [x1, y1, x2 - x1, y2 - y1],
                         "score": float(score),
                     }
@@ -139,24 +164,30 @@ class COCOEvaluator:
             box is in that area range), "AP-<class name>" per category (NaN without GT)}},
             task = `bbox_task_name(max_dets_per_image)` ("bbox" for 100).
         """
-        gathered = all_gather((self._predictions, self._image_ids))
+        gathered = all_gather((self._predictions, self._image_ids, self._gt))
         if not is_main_process():
             return {}
-        predictions = [p for preds, _ in gathered for p in preds]
-        image_ids = sorted({i for _, ids in gathered for i in ids})
+        predictions = [p for preds, _, _ in gathered for p in preds]
+        image_ids = sorted({i for _, ids, _ in gathered for i in ids})
+        ground_truth = [g for _, _, gts in gathered for g in gts]
         if self.output_dir:
             os.makedirs(self.output_dir, exist_ok=True)
             path = os.path.join(self.output_dir, RESULTS_FILE)
             with open(path, "w", encoding="utf-8") as f:
                 json.dump(predictions, f)
             logger.info("wrote %d detections to %s", len(predictions), path)
-        return {self.task: self._coco_eval(predictions, image_ids)}
+        return {self.task: self._coco_eval(predictions, image_ids, ground_truth)}
 
-    def _coco_eval(self, predictions: list[dict], image_ids: list[int]) -> dict[str, float]:
+    def coco_ground_truth(self, ground_truth: Sequence[dict[str, Any]]) -> COCO:
+        """A pycocotools ``COCO`` of the processed records' annotations
+        (`sniper.engine.coco_ground_truth.coco_from_ground_truth`)."""
+        return coco_from_ground_truth(ground_truth, self.contiguous_to_dataset_id, self.class_names)
+
+    def _coco_eval(
+        self, predictions: list[dict], image_ids: list[int], ground_truth: list[dict]
+    ) -> dict[str, float]:
         stdout = io.StringIO()
-        with contextlib.redirect_stdout(stdout):
-            coco_gt = COCO(self.json_file)
-        _fill_missing_areas(coco_gt)
+        coco_gt = self.coco_ground_truth(ground_truth)
         cat_ids = sorted(coco_gt.getCatIds())
         if not predictions:
             logger.warning("%s: no detections; every AP is 0", self.dataset_name)
@@ -240,14 +271,6 @@ def build_evaluator(
     )
 
 
-def _fill_missing_areas(coco_gt: COCO) -> None:
-    """Give every annotation without ``area`` the area ``w * h`` of its box, as COCOeval needs
-    one for its small / medium / large ranges (many hand-made and converted jsons omit it)."""
-    for ann in coco_gt.dataset.get("annotations", []):  # the same dicts as ``coco_gt.anns``
-        if "area" not in ann and len(ann.get("bbox", ())) == 4:
-            ann["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3])
-
-
 def inference_on_dataset(
     inference: Callable[[list[np.ndarray]], list[dict[str, Any]]],
     records: Sequence[dict],
@@ -268,15 +291,22 @@ def inference_on_dataset(
 
     Returns:
         The evaluator's results plus "speed": {"images_per_s", "input_pixels",
-        "pixels_per_image", "images", and "pixels_scale<k>" per scale when reported}
-        (summed over all processes); {} on ranks > 0.
+        "pixels_per_image", "images" (evaluated), "skipped_images" (unreadable, or of
+        another size than their record: warned about and left out of the evaluation), and
+        "pixels_scale<k>" per scale when reported} (summed over all processes); {} on
+        ranks > 0.
     """
     shard = list(records)[get_rank() :: get_world_size()]
+    name = getattr(evaluator, "dataset_name", "dataset")
     evaluator.reset()
-    pixels, per_scale, start = 0, [], time.perf_counter()
+    pixels, per_scale, skipped, start = 0, [], 0, time.perf_counter()
     with torch.no_grad():
-        for record in shard:
-            out = inference([load_image(record["file_name"], input_format)])[0]
+        for record in track(shard, desc=f"evaluate {name}", enabled=is_main_process()):
+            image = read_test_image(record, input_format, name)
+            if image is None:
+                skipped += 1
+                continue
+            out = inference([image])[0]
             pixels += int(out["pixels"])
             for k, px in enumerate(out.get("pixels_per_scale", [])):
                 per_scale += [0] * (k + 1 - len(per_scale))
@@ -293,7 +323,7 @@ def inference_on_dataset(
                 ],
             )
     seconds = time.perf_counter() - start
-    stats = all_gather((len(shard), pixels, seconds, per_scale))
+    stats = all_gather((len(shard) - skipped, pixels, seconds, per_scale, skipped))
     results = evaluator.evaluate()
     if not is_main_process():
         return {}
@@ -305,6 +335,7 @@ def inference_on_dataset(
         "input_pixels": total,
         "pixels_per_image": total / max(images, 1),
         "images": float(images),
+        "skipped_images": float(sum(s[4] for s in stats)),
     }
     for k in range(max(len(s[3]) for s in stats)):
         speed[f"pixels_scale{k}"] = float(sum(s[3][k] for s in stats if k < len(s[3])))
@@ -315,4 +346,12 @@ def inference_on_dataset(
         speed["images_per_s"],
         speed["pixels_per_image"],
     )
+    if speed["skipped_images"]:
+        logger.warning(
+            "%s: %d images skipped (unreadable or of another size than their record); the "
+            "results cover the other %d",
+            name,
+            int(speed["skipped_images"]),
+            images,
+        )
     return results

@@ -33,6 +33,7 @@ from fvcore.common.config import CfgNode
 
 from sniper.config import load_config_or_exit, validate_cfg
 from sniper.data.build import build_chip_sampler, get_records
+from sniper.data.checks import check_job_data_or_exit
 from sniper.data.registration import build_dataset_catalog_or_exit
 from sniper.modeling import SniperRPN, build_model
 from sniper.modeling.state_dict import load_model_weights
@@ -265,13 +266,15 @@ def launch_negative_mining(
     argv: Sequence[str] | None = None,
     epilog: str | None = None,
 ) -> None:
-    """Parses `argument_parser`'s flags, checks the config and flags before spawning
-    workers (exit 2 on a bad one), launches ``main(args)`` on every process."""
+    """Parses `argument_parser`'s flags, checks the config, flags and datasets
+    (`sniper.data.checks.check_job_data`) before spawning workers (exit 2 on a bad one),
+    launches ``main(args)`` on every process."""
     args = argument_parser(epilog).parse_args(None if argv is None else list(argv))
     apply_register_coco(args, load_config_or_exit)
     cfg = load_config_or_exit(args.config_file, args.opts)
     check_args(cfg, args)
     build_dataset_catalog_or_exit(cfg)
+    check_job_data_or_exit(cfg)
     launch(
         main,
         args.num_gpus,

@@ -33,6 +33,7 @@ from sniper.config import parse_scale_list
 from sniper.data.proposals import save_proposals
 from sniper.image_ops import ImageReadError, read_image
 from sniper.inference.multiscale import MultiScaleInference
+from sniper.progress import Progress
 
 from .launch import all_gather, get_rank, get_world_size, is_main_process, synchronize
 
@@ -141,21 +142,21 @@ def extract_proposals(
     scores: list[np.ndarray | None] = [None] * len(records)
     pixels = np.zeros(len(scales), np.int64)
     start = time.perf_counter()
-    for r in range(rounds):
-        part = mine[r * gather_every : (r + 1) * gather_every]
-        found: list[tuple[int, np.ndarray, np.ndarray]] = []
-        for k in range(0, len(part), images_per_batch):
-            idx = part[k : k + images_per_batch]
-            b, s, px = _run_images(inference, [records[i] for i in idx], input_format)
-            found += list(zip(idx, b, s, strict=True))
-            pixels += px
-        for shard in all_gather(found):
-            for i, b, s in shard:
-                boxes[i], scores[i] = b, s
-        done = min(len(records), (r + 1) * gather_every * world)
-        logger.info(
-            "proposals: %d / %d images (%.1f s)", done, len(records), time.perf_counter() - start
-        )
+    # rank 0 counts every rank's images (the ranks advance together between gathers)
+    progress = Progress(desc="proposals", total=len(records), enabled=is_main_process())
+    with progress:
+        for r in range(rounds):
+            part = mine[r * gather_every : (r + 1) * gather_every]
+            found: list[tuple[int, np.ndarray, np.ndarray]] = []
+            for k in range(0, len(part), images_per_batch):
+                idx = part[k : k + images_per_batch]
+                b, s, px = _run_images(inference, [records[i] for i in idx], input_format)
+                found += list(zip(idx, b, s, strict=True))
+                pixels += px
+                progress.update(len(idx) * world)
+            for shard in all_gather(found):
+                for i, b, s in shard:
+                    boxes[i], scores[i] = b, s
     totals = np.sum(all_gather(pixels), axis=0)
     out_boxes = [b if b is not None else np.zeros((0, 4), np.float32) for b in boxes]
     out_scores = [s if s is not None else np.zeros(0, np.float32) for s in scores]

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 import cv2
 
-from sniper.config import add_sniper_config, get_cfg
+from sniper.cli_errors import cli_errors, exit_with_error
+from sniper.config import load_config_or_exit
 from sniper.data.build import build_chip_sampler, get_records
 from sniper.data.registration import register_coco_entries
 from sniper.image_ops import read_image
@@ -25,6 +25,8 @@ from sniper.visualization import draw_chips
 
 
 def main(argv: list[str] | None = None) -> list[str]:
+    """Draw the chips of ``--images`` of ``--dataset``; returns the PNG paths written (a
+    user's mistake is one ``error: ...`` line and exit status 2)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="synthetic_digits_val", help="registered dataset")
     ap.add_argument(
@@ -40,15 +42,18 @@ def main(argv: list[str] | None = None) -> list[str]:
     add_register_coco_argument(ap)
     ap.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = ap.parse_args(argv)
-    cfg = add_sniper_config(get_cfg())
-    if args.config_file:
-        cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    with cli_errors():
+        return _draw(args)
+
+
+def _draw(args: argparse.Namespace) -> list[str]:
+    """Everything after parsing (``main``'s body)."""
+    cfg = load_config_or_exit(args.config_file, args.opts)
     register_coco_entries([*cfg.DATASETS.REGISTER_COCO, *args.register_coco])
     records = get_records([args.dataset])
     bad = [i for i in args.images if not 0 <= i < len(records)]
     if bad:
-        sys.exit(f"--images {bad}: {args.dataset} has {len(records)} images")
+        exit_with_error(f"--images {bad}: {args.dataset} has {len(records)} images")
     sampler = build_chip_sampler(cfg, records)
     plan, _ = sampler.plan_chips(args.epoch)
     os.makedirs(args.output, exist_ok=True)

@@ -98,9 +98,10 @@ def test_every_cap_is_at_least_the_scoring_cap(key: str, value: int, what: str) 
         "500",
     ]
     setup_cfg("", opts)  # all caps at 500: fine
-    message = (
-        f"config key {key} = {value}: {what} must be >= TEST.MAX_DETS_PER_IMAGE (500), the "
-        f"detections scored per image; raise {key} or lower TEST.MAX_DETS_PER_IMAGE"
+    message = (  # setup_cfg names the source of the value first
+        f"command line: config key {key} = {value}: {what} must be >= "
+        "TEST.MAX_DETS_PER_IMAGE (500), the detections scored per image; "
+        f"raise {key} or lower TEST.MAX_DETS_PER_IMAGE"
     )
     with pytest.raises(ValueError) as err:
         setup_cfg("", [*opts, key, str(value)])

@@ -16,10 +16,11 @@ from fvcore.common.config import CfgNode
 
 from autofocus import config_defaults
 from sniper.config import (
+    ConfigError,
     add_sniper_config,
-    get_cfg,
     parse_scale_list,
     parse_valid_ranges,
+    resolve_cfg,
     validate_cfg,
 )
 from sniper.config import key_comments as _sniper_key_comments
@@ -46,7 +47,7 @@ def key_comments() -> dict[str, str]:
 
 
 def _fail(key: str, value: Any, why: str) -> None:
-    raise ValueError(f"config key AUTOFOCUS.{key} = {value!r}: {why}")
+    raise ConfigError(f"config key AUTOFOCUS.{key} = {value!r}: {why}", key=f"AUTOFOCUS.{key}")
 
 
 def _check_transitions(af: CfgNode, num_scales: int) -> None:
@@ -65,7 +66,8 @@ def validate_autofocus(cfg: CfgNode) -> None:
     """Check the `AUTOFOCUS` node.
 
     Raises:
-        ValueError: "config key AUTOFOCUS.KEY = VALUE: reason" for the first offending key.
+        ConfigError: "config key AUTOFOCUS.KEY = VALUE: reason" for the first offending key
+            (a ValueError).
     """
     af = cfg.AUTOFOCUS
     a, b, c = float(af.POS_MIN_SIZE), float(af.POS_MAX_SIZE), float(af.IGNORE_MAX_SIZE)
@@ -86,7 +88,9 @@ def validate_autofocus(cfg: CfgNode) -> None:
         scales = parse_scale_list(af.SCALES)
         ranges = parse_valid_ranges(af.VALID_RANGES)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"config key AUTOFOCUS.SCALES / VALID_RANGES: {err}") from err
+        raise ConfigError(
+            f"config key AUTOFOCUS.SCALES / VALID_RANGES: {err}", key="AUTOFOCUS.SCALES"
+        ) from err
     if not scales:
         _fail("SCALES", af.SCALES, "needs >= 1 scale")
     if len(ranges) != len(scales):
@@ -109,14 +113,12 @@ def setup_cfg(config_file: str, opts: Sequence[str]) -> CfgNode:
         KeyError: naming an unknown key in the file, one of its bases or `opts`.
         ValueError: naming an invalid key/value.
     """
-    cfg = add_autofocus_config(add_sniper_config(get_cfg()))
-    if config_file:
-        cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
-    validate_cfg(cfg)
-    validate_autofocus(cfg)
-    cfg.freeze()
-    return cfg
+    return resolve_cfg(
+        config_file,
+        opts,
+        add_defaults=(add_sniper_config, add_autofocus_config),
+        validators=(validate_cfg, validate_autofocus),
+    )
 
 
 def load_config_or_exit(config_file: str, opts: Sequence[str]) -> CfgNode:

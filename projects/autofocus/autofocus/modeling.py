@@ -23,6 +23,7 @@ import math
 from fvcore.common.config import CfgNode
 from torch import Tensor, nn
 
+from sniper.cli_errors import ConfigError
 from sniper.modeling import META_ARCH_REGISTRY, SniperRCNN, build_model
 from sniper.modeling.roi_heads import RangeAwareRoIHeads
 from sniper.modeling.rpn import IgnoreAwareRPN
@@ -132,13 +133,15 @@ def build_autofocus_model(cfg: CfgNode) -> AutoFocusRCNN:
     an `AutoFocusRCNN`.
 
     Raises:
-        ValueError: MODEL.META_ARCHITECTURE names a model without the FocusPixel head.
+        ConfigError: MODEL.META_ARCHITECTURE names a model without the FocusPixel head (a
+            ValueError; one line on the command lines).
     """
     model = build_model(cfg)
     if not isinstance(model, AutoFocusRCNN):
-        raise ValueError(
+        raise ConfigError(
             f"config key MODEL.META_ARCHITECTURE = {cfg.MODEL.META_ARCHITECTURE!r}: AutoFocus "
             f"needs {AutoFocusRCNN.__name__} (or a registered subclass), not "
-            f"{type(model).__name__}"
+            f"{type(model).__name__}",
+            key="MODEL.META_ARCHITECTURE",
         )
     return model

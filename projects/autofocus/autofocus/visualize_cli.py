@@ -26,8 +26,10 @@ from collections.abc import Sequence
 
 import cv2
 
+from sniper.cli_errors import cli_errors
 from sniper.config import load_config_or_exit
 from sniper.data.registration import build_dataset_catalog_or_exit
+from sniper.engine.preflight import preflight
 from sniper.inputs import dataset_labels, read_images, unique_output_name
 from sniper.progress import track
 from sniper.register_args import add_register_coco_argument, register_coco_opts
@@ -75,16 +77,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `python -m autofocus.visualize_cli`; returns the exit status (0)."""
+    """Entry point of `python -m autofocus.visualize_cli`; returns the exit status (0; a
+    user's mistake is one ``error: ...`` line and status 2, `sniper.cli_errors`)."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
     )
     args = parse_args(argv)
+    with cli_errors():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     load = functools.partial(load_config_or_exit, setup=setup_cfg)
     cfg = load(
         args.config_file, register_coco_opts(args.config_file, args.opts, args.register_coco, load)
     )
     build_dataset_catalog_or_exit(cfg, check=False)  # --input may name a registered dataset
+    preflight(cfg)
     records = resolve_inputs(args.input, args.num_images)
     predictor = AutoFocusPredictor(cfg, input_format="BGR")
     class_names, _ = dataset_labels(cfg.DATASETS.TEST)

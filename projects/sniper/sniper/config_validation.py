@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from chipping.scales import parse_ranges, scale_specs
+from sniper.cli_errors import ConfigError
+from sniper.config_ranges import validate_numbers
 
 __all__ = ["HEAD_NORMS", "parse_scale_list", "parse_valid_ranges", "validate_cfg"]
 
@@ -47,7 +49,7 @@ def parse_valid_ranges(cfg_value: Sequence[Any]) -> list[tuple[float, float]]:
 
 def _check(ok: bool, key: str, value: Any, why: str) -> None:
     if not ok:
-        raise ValueError(f"config key {key} = {value!r}: {why}")
+        raise ConfigError(f"config key {key} = {value!r}: {why}", key=key)
 
 
 def _check_parse(cfg: CfgNode, key: str, parser: Any) -> list[Any]:
@@ -55,7 +57,7 @@ def _check_parse(cfg: CfgNode, key: str, parser: Any) -> list[Any]:
     try:
         return parser(value)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"config key {key} = {value!r}: {err}") from err
+        raise ConfigError(f"config key {key} = {value!r}: {err}", key=key) from err
 
 
 def _get(cfg: CfgNode, key: str) -> Any:
@@ -283,8 +285,10 @@ def validate_cfg(cfg: CfgNode) -> None:
     """Check cross-key consistency and value ranges.
 
     Raises:
-        ValueError: "config key KEY = VALUE: reason" for the first offending key.
+        ConfigError: "config key KEY = VALUE: reason" for the first offending key (a
+            ValueError; ``err.key`` names the key).
     """
+    validate_numbers(cfg)
     _validate_model(cfg)
     _validate_solver_input(cfg)
     _validate_datasets(cfg)

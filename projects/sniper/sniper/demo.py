@@ -38,8 +38,10 @@ from collections.abc import Sequence
 
 import cv2
 
+from sniper.cli_errors import cli_errors
 from sniper.config import load_config_or_exit
 from sniper.data.registration import build_dataset_catalog_or_exit
+from sniper.engine.preflight import preflight
 from sniper.inference.predictor import SniperPredictor
 from sniper.inputs import dataset_labels, list_image_files, read_images, unique_output_name
 from sniper.progress import track
@@ -91,11 +93,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m sniper.demo``; returns the exit status (0)."""
+    """Entry point of ``python -m sniper.demo``; returns the exit status (0; a user's
+    mistake is one ``error: ...`` line and status 2, `sniper.cli_errors`)."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
     )
     args = parse_args(argv)
+    with cli_errors():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         paths = list_image_files(args.input)
     except FileNotFoundError as err:
@@ -103,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = register_coco_opts(args.config_file, args.opts, args.register_coco, load_config_or_exit)
     cfg = load_config_or_exit(args.config_file, opts)
     build_dataset_catalog_or_exit(cfg, check=False)  # class names of DATASETS.TEST[0]
+    preflight(cfg)
     overrides = {
         k: v
         for k, v in (

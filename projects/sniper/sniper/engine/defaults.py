@@ -15,12 +15,14 @@ import os
 import random
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import torch
 from fvcore.common.config import CfgNode
 
+from sniper.cli_errors import ConfigError, cli_errors
 from sniper.config import load_config_or_exit
 from sniper.data.checks import check_job_data_or_exit
 from sniper.data.registration import build_dataset_catalog_or_exit
@@ -29,13 +31,23 @@ from sniper.register_args import add_register_coco_argument, register_coco_opts
 from .checkpoint import atomic_write, load_eval_weights
 from .checkpoint_files import check_previous_run, checkpoint_errors_exit
 from .events import append_metrics, flatten_results
-from .launch import get_rank, get_world_size, is_main_process, launch
+from .launch import (
+    DEFAULT_RENDEZVOUS_TIMEOUT,
+    RENDEZVOUS_ENV,
+    get_rank,
+    get_world_size,
+    is_main_process,
+    launch,
+    rendezvous_timeout_from_env,
+)
+from .preflight import preflight
 
 __all__ = [
     "apply_register_coco",
     "default_argument_parser",
     "default_setup",
     "launch_train_net",
+    "rendezvous_timeout",
     "run_train_net",
     "seed_all_rng",
     "setup_logger",
@@ -77,6 +89,14 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
         "--dist-url",
         default="auto",
         help='rendezvous URL tcp://HOST:PORT; "auto" = a free port on localhost (1 machine)',
+    )
+    parser.add_argument(
+        "--rendezvous-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"how long the processes wait for each other at --dist-url (default "
+        f"${RENDEZVOUS_ENV} or {DEFAULT_RENDEZVOUS_TIMEOUT.total_seconds():g})",
     )
     add_register_coco_argument(parser)
     parser.add_argument(
@@ -219,28 +239,48 @@ def run_train_net(
     return trainer.train()
 
 
+def rendezvous_timeout(args: argparse.Namespace) -> timedelta:
+    """``--rendezvous-timeout`` (seconds > 0), else `rendezvous_timeout_from_env`.
+
+    Raises:
+        ConfigError: not a number of seconds > 0.
+    """
+    seconds = getattr(args, "rendezvous_timeout", None)
+    if seconds is None:
+        return rendezvous_timeout_from_env()
+    if not 0 < seconds < 1e7:
+        raise ConfigError(f"--rendezvous-timeout {seconds:g}: must be seconds > 0")
+    return timedelta(seconds=seconds)
+
+
 def launch_train_net(
     main: Callable[[argparse.Namespace], Any],
     load_config: Callable[[str, list[str]], Any] = load_config_or_exit,
     argv: list[str] | None = None,
 ) -> None:
-    """Parses detectron2's flags, checks the config, the datasets (their files, then their
+    """Parses detectron2's flags, checks the config, the model names, the device, the
+    process layout (`sniper.engine.preflight`), the datasets (their files, then their
     contents: `sniper.data.checks.check_job_data`) and the output folder (no previous run to
-    train over, `check_previous_run`) before spawning workers (one
-    ``error: ...`` line and exit 2 on a bad one), launches."""
+    train over, `check_previous_run`) before spawning workers, launches. A user's mistake,
+    found before or while launching (an unreachable ``--dist-url``), is one ``error: ...``
+    line and exit status 2 (`sniper.cli_errors`)."""
     args = default_argument_parser().parse_args(argv)
-    apply_register_coco(args, load_config)
-    cfg = load_config(args.config_file, args.opts)
-    build_dataset_catalog_or_exit(cfg)
-    if not args.eval_only and not args.resume:
-        with checkpoint_errors_exit():  # before spawning: one line, not one per worker
-            check_previous_run(cfg.OUTPUT_DIR, overwrite=args.overwrite, delete=False)
-    check_job_data_or_exit(cfg, train=not args.eval_only)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    with cli_errors():
+        apply_register_coco(args, load_config)
+        cfg = load_config(args.config_file, args.opts)
+        preflight(cfg, args)
+        meet = rendezvous_timeout(args)
+        build_dataset_catalog_or_exit(cfg)
+        if not args.eval_only and not args.resume:
+            with checkpoint_errors_exit():  # before spawning: one line, not one per worker
+                check_previous_run(cfg.OUTPUT_DIR, overwrite=args.overwrite, delete=False)
+        check_job_data_or_exit(cfg, train=not args.eval_only)
+        launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+            rendezvous_timeout=meet,
+        )

@@ -31,6 +31,7 @@ from typing import Any
 
 from fvcore.common.config import CfgNode
 
+from sniper.cli_errors import cli_errors
 from sniper.config import load_config_or_exit, validate_cfg
 from sniper.data.build import build_chip_sampler, get_records
 from sniper.data.checks import check_job_data_or_exit
@@ -39,8 +40,15 @@ from sniper.modeling import SniperRPN, build_model
 from sniper.modeling.state_dict import load_model_weights
 
 from .checkpoint_files import checkpoint_errors_exit
-from .defaults import apply_register_coco, default_argument_parser, default_setup, setup_logger
+from .defaults import (
+    apply_register_coco,
+    default_argument_parser,
+    default_setup,
+    rendezvous_timeout,
+    setup_logger,
+)
 from .launch import all_gather, get_rank, launch, synchronize
+from .preflight import preflight
 from .proposals import write_proposals_file
 from .trainer import SniperTrainer
 
@@ -270,16 +278,20 @@ def launch_negative_mining(
     (`sniper.data.checks.check_job_data`) before spawning workers (exit 2 on a bad one),
     launches ``main(args)`` on every process."""
     args = argument_parser(epilog).parse_args(None if argv is None else list(argv))
-    apply_register_coco(args, load_config_or_exit)
-    cfg = load_config_or_exit(args.config_file, args.opts)
-    check_args(cfg, args)
-    build_dataset_catalog_or_exit(cfg)
-    check_job_data_or_exit(cfg)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    with cli_errors():
+        apply_register_coco(args, load_config_or_exit)
+        cfg = load_config_or_exit(args.config_file, args.opts)
+        check_args(cfg, args)
+        preflight(cfg, args)
+        meet = rendezvous_timeout(args)
+        build_dataset_catalog_or_exit(cfg)
+        check_job_data_or_exit(cfg)
+        launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+            rendezvous_timeout=meet,
+        )

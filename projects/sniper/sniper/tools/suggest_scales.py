@@ -25,6 +25,7 @@ import sys
 from collections.abc import Sequence
 
 from chipping.planner import DEFAULT_SCALES, DEFAULT_VALID_RANGES
+from sniper.cli_errors import exit_with_error
 from sniper.data.build import register_builtin_datasets
 from sniper.data.catalog import DatasetCatalog
 from sniper.data.coco import load_coco_json
@@ -78,8 +79,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def _fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+    exit_with_error(message)
 
 
 def _load(args: argparse.Namespace) -> tuple[str, DatasetBoxes]:

@@ -248,7 +248,8 @@ def test_launch_layout_is_checked(
 
 def test_unreachable_dist_url_stops_in_seconds(capsys: pytest.CaptureFixture) -> None:
     url = f"tcp://127.0.0.1:{_free_port()}"  # loopback; nobody listens there
-    argv = ["--num-machines", "2", "--machine-rank", "1", "--dist-url", url]
+    # --eval-only: the default config names no training set (the data checks would stop first)
+    argv = ["--eval-only", "--num-machines", "2", "--machine-rank", "1", "--dist-url", url]
     start = time.monotonic()
     with pytest.raises(SystemExit) as exc:
         launch_train_net(lambda args: None, argv=[*argv, "--rendezvous-timeout", "1.5"])

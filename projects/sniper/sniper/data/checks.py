@@ -129,6 +129,11 @@ def _load(names: Sequence[str], key: str, num_classes: int) -> list[dict]:
 
 def _check_train(cfg: Any) -> None:
     names = list(cfg.DATASETS.TRAIN)
+    if not names:
+        raise ValueError(
+            "DATASETS.TRAIN is empty: name at least one registered dataset to train on "
+            "(e.g. DATASETS.TRAIN \"('synthetic_digits_train',)\" or --register-coco)"
+        )
     records = _load(names, "DATASETS.TRAIN", cfg.MODEL.NUM_CLASSES)
     seeded = cfg.clone()  # a negative SEED would draw (and log) a seed here
     seeded.defrost()

@@ -16,10 +16,12 @@ import sys
 
 import cv2
 
+from sniper.cli_exit import exit_with_error
 from sniper.config import add_sniper_config, get_cfg
 from sniper.data.build import build_chip_sampler, get_records
 from sniper.data.registration import register_coco_entries
-from sniper.image_ops import read_image
+from sniper.image_ops import ImageReadError, read_image
+from sniper.output_files import OutputDirError, atomic_write_image, check_output_dir
 from sniper.register_args import add_register_coco_argument
 from sniper.visualization import draw_chips
 
@@ -40,6 +42,10 @@ def main(argv: list[str] | None = None) -> list[str]:
     add_register_coco_argument(ap)
     ap.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = ap.parse_args(argv)
+    try:
+        check_output_dir(args.output)
+    except OutputDirError as err:
+        exit_with_error(str(err))
     cfg = add_sniper_config(get_cfg())
     if args.config_file:
         cfg.merge_from_file(args.config_file)
@@ -48,20 +54,23 @@ def main(argv: list[str] | None = None) -> list[str]:
     records = get_records([args.dataset])
     bad = [i for i in args.images if not 0 <= i < len(records)]
     if bad:
-        sys.exit(f"--images {bad}: {args.dataset} has {len(records)} images")
+        exit_with_error(f"--images {bad}: {args.dataset} has {len(records)} images")
     sampler = build_chip_sampler(cfg, records)
     plan, _ = sampler.plan_chips(args.epoch)
-    os.makedirs(args.output, exist_ok=True)
     names = [str(s) for s in cfg.SNIPER.TRAIN_SCALES]
     written = []
     for i in args.images:
         sel = plan.for_image(i)
-        image = read_image(records[i]["file_name"], "RGB")
+        try:
+            image = read_image(records[i]["file_name"], "RGB")
+        except ImageReadError as err:
+            print(f"warning: skipping image {i}: {err}", file=sys.stderr)
+            continue
         drawn = draw_chips(
             image, sel.chips, sel.scale_index, records[i]["boxes"], cfg.SNIPER.VALID_RANGES, names
         )
         path = os.path.join(args.output, f"chips_{args.dataset}_{i}.png")
-        cv2.imwrite(path, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+        atomic_write_image(path, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
         written.append(path)
         print(
             f"{path}: {len(sel)} chips "

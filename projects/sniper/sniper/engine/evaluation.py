@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import os
 import time
@@ -38,6 +37,7 @@ from torch import Tensor
 
 from sniper.data.catalog import MetadataCatalog
 from sniper.image_ops import read_image as load_image
+from sniper.output_files import atomic_write_json
 
 from .detection_caps import COCO_MAX_DETS, bbox_task_name, warn_dense_image
 from .launch import all_gather, get_rank, get_world_size, is_main_process
@@ -147,8 +147,7 @@ class COCOEvaluator:
         if self.output_dir:
             os.makedirs(self.output_dir, exist_ok=True)
             path = os.path.join(self.output_dir, RESULTS_FILE)
-            with open(path, "w", encoding="utf-8") as f:
-                json.dump(predictions, f)
+            atomic_write_json(path, predictions)
             logger.info("wrote %d detections to %s", len(predictions), path)
         return {self.task: self._coco_eval(predictions, image_ids)}
 

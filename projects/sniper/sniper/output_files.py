@@ -140,14 +140,14 @@ class ResultsWriter:
         self.results: list[dict[str, Any]] = []
         self.images = 0  # images whose results were added
         self.saved_images = 0  # images whose results are on disk
-        self._last = -float("inf")
+        self._last = 0.0
         self.flush()
 
     def add(self, results: Iterable[dict[str, Any]]) -> None:
         """Append the results of one image; rewrite the file when it is due."""
         self.results.extend(results)
         self.images += 1
-        if time.monotonic() - self._last >= self.every_s:
+        if not self.saved_images or time.monotonic() - self._last >= self.every_s:
             self.flush()
 
     def flush(self) -> None:

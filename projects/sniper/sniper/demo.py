@@ -150,8 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:
         exit_with_error(f"cannot write {results_path}: {err.strerror or err}")
     used, pixels, not_written, start = set(), 0, 0, time.perf_counter()
+    bar = tqdm(paths, desc="sniper.demo", unit="img")
     try:
-        for path, image in read_images(tqdm(paths, desc="sniper.demo", unit="img"), "BGR", skipped):
+        for path, image in read_images(bar, "BGR", skipped):
             out = predictor(image)
             pixels += out["pixels"]
             drawn = draw_detections(
@@ -169,8 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 not_written += 1
                 logger.warning("could not write %s: %s", out_path, err)
             writer.add(_result_rows(path, out, to_dataset_id))
+        bar.close()
         writer.close()
     except KeyboardInterrupt:
+        bar.close()
         writer.close()
         print(
             f"interrupted: results of {writer.saved_images} of {len(paths)} images saved in "

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import torch
 
+from autofocus import visualize_cli
 from sniper import demo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -374,3 +375,39 @@ def test_demo_main_fifo_missing_unreadable_and_ctrl_c(
         f"error: none of the 1 inputs could be read ({folder}/bad.jpg: missing, unreadable, "
         f"empty or not an image); {tmp_path}/o3/results.json is empty"
     )
+
+
+def test_visualize_cli_main_refuses_an_output_file_and_no_inputs(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    monkeypatch.setenv("SNIPER_DATASETS", str(tmp_path / "datasets"))
+    folder = tmp_path / "in"
+    _write_images(folder, ["good.png"])
+    regular = tmp_path / "taken"
+    regular.write_text("keep")
+    missing = str(tmp_path / "missing.png")
+
+    def argv(inputs: list[str], output: Path) -> list[str]:
+        words = [w for item in inputs for w in ("--input", item)]
+        return ["--config-file", "", *words, "--output", str(output), *AUTOFOCUS_TINY]
+
+    line = _exit_line(capsys, lambda: visualize_cli.main(argv([str(folder)], regular)))
+    assert line == f"error: --output '{regular}': exists and is not a folder"
+    line = _exit_line(capsys, lambda: visualize_cli.main(argv([missing], tmp_path / "o1")))
+    assert line == f"error: no input image in {missing} ({missing}: no such file)"
+    assert regular.read_text() == "keep"
+
+
+def test_visualize_cli_main_skips_fifo_and_missing(tmp_path, caplog, monkeypatch, alarm) -> None:
+    monkeypatch.setenv("SNIPER_DATASETS", str(tmp_path / "datasets"))
+    folder = tmp_path / "in"
+    _write_images(folder, ["good.png"])
+    os.mkfifo(folder / "pipe.png")
+    missing = str(tmp_path / "missing.png")
+    words = ["--input", str(folder), "--input", missing, "--output", str(tmp_path / "out")]
+    with caplog.at_level(logging.INFO):
+        assert visualize_cli.main(["--config-file", "", *words, *AUTOFOCUS_TINY]) == 0
+    assert f"skipping {folder}/pipe.png: not a regular file (a FIFO), not opened" in caplog.text
+    assert f"skipping {missing}: no such file" in caplog.text
+    assert "1 images drawn" in caplog.text and "2 skipped" in caplog.text
+    assert os.listdir(tmp_path / "out") == ["good_autofocus.png"]

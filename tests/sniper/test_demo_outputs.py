@@ -26,6 +26,8 @@ import torch
 
 from autofocus import visualize_cli
 from sniper import demo
+from sniper.data.catalog import DatasetCatalog, MetadataCatalog
+from sniper.data.synthetic import SYNTHETIC_SPLITS
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
@@ -260,11 +262,26 @@ def alarm():
     signal.signal(signal.SIGALRM, before)
 
 
+def _clear_synthetic() -> None:
+    for name in SYNTHETIC_SPLITS:
+        if name in DatasetCatalog.list():
+            DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+
+
 @pytest.fixture()
-def demo_main(tmp_path, monkeypatch):
+def clean_synthetic(tmp_path, monkeypatch):
+    """No built-in dataset registered before or after; their cache root in tmp_path."""
+    monkeypatch.setenv("SNIPER_DATASETS", str(tmp_path / "datasets"))
+    _clear_synthetic()
+    yield
+    _clear_synthetic()
+
+
+@pytest.fixture()
+def demo_main(clean_synthetic):
     """`sniper.demo.main` with the built-in datasets' cache in tmp_path and one torch thread."""
 
-    monkeypatch.setenv("SNIPER_DATASETS", str(tmp_path / "datasets"))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield demo
@@ -377,10 +394,8 @@ def test_demo_main_fifo_missing_unreadable_and_ctrl_c(
     )
 
 
-def test_visualize_cli_main_refuses_an_output_file_and_no_inputs(
-    tmp_path, capsys, monkeypatch
-) -> None:
-    monkeypatch.setenv("SNIPER_DATASETS", str(tmp_path / "datasets"))
+@pytest.mark.usefixtures("clean_synthetic")
+def test_visualize_cli_main_refuses_an_output_file_and_no_inputs(tmp_path, capsys) -> None:
     folder = tmp_path / "in"
     _write_images(folder, ["good.png"])
     regular = tmp_path / "taken"
@@ -398,8 +413,8 @@ def test_visualize_cli_main_refuses_an_output_file_and_no_inputs(
     assert regular.read_text() == "keep"
 
 
-def test_visualize_cli_main_skips_fifo_and_missing(tmp_path, caplog, monkeypatch, alarm) -> None:
-    monkeypatch.setenv("SNIPER_DATASETS", str(tmp_path / "datasets"))
+@pytest.mark.usefixtures("clean_synthetic")
+def test_visualize_cli_main_skips_fifo_and_missing(tmp_path, caplog, alarm) -> None:
     folder = tmp_path / "in"
     _write_images(folder, ["good.png"])
     os.mkfifo(folder / "pipe.png")

@@ -21,7 +21,6 @@ speed-up over full multi-scale. Printed as a table; `--output` gets `bench_autof
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -37,11 +36,13 @@ from autofocus.cli import parse_with_overrides
 from autofocus.config import setup_cfg
 from autofocus.modeling import build_autofocus_model
 from autofocus.params import cascade_params_from_cfg, full_pyramid_pixels
+from sniper.cli_errors import exit_with_error
 from sniper.data.build import get_records
 from sniper.data.registration import build_dataset_catalog_or_exit
 from sniper.engine.evaluation import COCOEvaluator, inference_on_dataset, load_image
 from sniper.inference import MultiScaleInference
 from sniper.modeling.state_dict import load_model_weights
+from sniper.output_files import OutputDirError, atomic_write, atomic_write_json, check_output_dir
 from sniper.register_args import add_register_coco_argument, register_coco_opts
 
 THRESHOLDS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
@@ -163,7 +164,7 @@ def plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
     axes[0].legend(loc="lower right")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
     plt.close(fig)
 
 
@@ -181,6 +182,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     logging.basicConfig(level=logging.WARNING)
     args = parse_args(argv)
+    try:
+        check_output_dir(args.output)
+    except OutputDirError as err:
+        exit_with_error(str(err))
     cfg = setup_cfg(
         args.config_file,
         register_coco_opts(args.config_file, args.opts, args.register_coco, setup_cfg),
@@ -234,18 +239,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             )
         )
     print_table(rows)
-    os.makedirs(args.output, exist_ok=True)
-    with open(os.path.join(args.output, "bench_autofocus.json"), "w", encoding="utf-8") as f:
-        json.dump(
-            {
-                "dataset": dataset,
-                "images": len(records),
-                "weights": cfg.MODEL.WEIGHTS,
-                "rows": rows,
-            },
-            f,
-            indent=1,
-        )
+    atomic_write_json(
+        os.path.join(args.output, "bench_autofocus.json"),
+        {"dataset": dataset, "images": len(records), "weights": cfg.MODEL.WEIGHTS, "rows": rows},
+        indent=1,
+    )
     png = os.path.join(args.output, "bench_autofocus.png")
     plot(
         rows,

@@ -19,6 +19,7 @@ import platform
 import torch
 
 from chipping.scales import parse_scales
+from sniper.cli_errors import exit_with_error
 from sniper.config import parse_scale_list, setup_cfg
 from sniper.data.build import build_test_records
 from sniper.data.registration import build_dataset_catalog_or_exit
@@ -26,6 +27,7 @@ from sniper.engine.checkpoint import Checkpointer
 from sniper.engine.evaluation import COCOEvaluator, inference_on_dataset
 from sniper.inference import MultiScaleInference
 from sniper.modeling import build_model
+from sniper.output_files import OutputDirError, check_output_dir
 from sniper.register_args import add_register_coco_argument, register_coco_opts
 
 OPEN = [(-1, -1)]
@@ -70,6 +72,10 @@ def main() -> None:
     add_register_coco_argument(ap)
     ap.add_argument("opts", nargs=argparse.REMAINDER)
     args = ap.parse_args()
+    try:
+        check_output_dir(args.output)
+    except OutputDirError as err:
+        exit_with_error(str(err))
     cfg = setup_cfg(
         args.config_file,
         register_coco_opts(args.config_file, args.opts, args.register_coco, setup_cfg),

@@ -19,7 +19,8 @@ from sniper.cli_errors import cli_errors, exit_with_error
 from sniper.config import load_config_or_exit
 from sniper.data.build import build_chip_sampler, get_records
 from sniper.data.registration import register_coco_entries
-from sniper.image_ops import read_image
+from sniper.image_ops import ImageReadError, read_image
+from sniper.output_files import OutputDirError, atomic_write_image, check_output_dir
 from sniper.register_args import add_register_coco_argument
 from sniper.visualization import draw_chips
 
@@ -48,6 +49,10 @@ def main(argv: list[str] | None = None) -> list[str]:
 
 def _draw(args: argparse.Namespace) -> list[str]:
     """Everything after parsing (``main``'s body)."""
+    try:
+        check_output_dir(args.output)
+    except OutputDirError as err:
+        exit_with_error(str(err))
     cfg = load_config_or_exit(args.config_file, args.opts)
     register_coco_entries([*cfg.DATASETS.REGISTER_COCO, *args.register_coco])
     records = get_records([args.dataset])
@@ -56,17 +61,20 @@ def _draw(args: argparse.Namespace) -> list[str]:
         exit_with_error(f"--images {bad}: {args.dataset} has {len(records)} images")
     sampler = build_chip_sampler(cfg, records)
     plan, _ = sampler.plan_chips(args.epoch)
-    os.makedirs(args.output, exist_ok=True)
     names = [str(s) for s in cfg.SNIPER.TRAIN_SCALES]
     written = []
     for i in args.images:
         sel = plan.for_image(i)
-        image = read_image(records[i]["file_name"], "RGB")
+        try:
+            image = read_image(records[i]["file_name"], "RGB")
+        except ImageReadError as err:
+            print(f"warning: skipping image {i}: {err}", file=sys.stderr)
+            continue
         drawn = draw_chips(
             image, sel.chips, sel.scale_index, records[i]["boxes"], cfg.SNIPER.VALID_RANGES, names
         )
         path = os.path.join(args.output, f"chips_{args.dataset}_{i}.png")
-        cv2.imwrite(path, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+        atomic_write_image(path, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
         written.append(path)
         print(
             f"{path}: {len(sel)} chips "

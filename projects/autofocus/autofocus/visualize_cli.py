@@ -13,6 +13,12 @@ included), an image file, a folder or a glob pattern. `KEY VALUE` config overrid
 anywhere among the flags. For every image `<output>/<stem>_autofocus.png` is written (see
 `autofocus.visualization.draw_autofocus`); one log line per image gives the pixels processed
 per scale and the fraction of the full pyramid.
+
+The output folder is checked (created, a folder, writable) before the model is built; each
+PNG is written to a temporary name and renamed. Inputs that are missing, not regular files
+(FIFOs, sockets, devices: never opened), unreadable or corrupt are skipped with a warning
+naming them. Exit status: 0; 2 with one `error:` line when no input could be read or the
+output folder cannot be used; 130 on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -24,13 +30,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-import cv2
-
-from sniper.cli_errors import cli_errors
+from sniper.cli_errors import INTERRUPTED, cli_errors, exit_with_error
 from sniper.config import load_config_or_exit
 from sniper.data.registration import build_dataset_catalog_or_exit
 from sniper.engine.preflight import preflight
 from sniper.inputs import dataset_labels, read_images, unique_output_name
+from sniper.output_files import OutputDirError, atomic_write_image, check_output_dir
 from sniper.progress import track
 from sniper.register_args import add_register_coco_argument, register_coco_opts
 
@@ -77,8 +82,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `python -m autofocus.visualize_cli`; returns the exit status (0; a
-    user's mistake is one ``error: ...`` line and status 2, `sniper.cli_errors`)."""
+    """Entry point of `python -m autofocus.visualize_cli`; returns the exit status: 0, 2 when
+    no input could be read or the output folder cannot be used (one `error:` line), 130 on
+    Ctrl-C (the PNGs already written stay, each complete)."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
     )
@@ -88,40 +94,66 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """``main``'s body (a user's mistake is one ``error: ...`` line, `sniper.cli_errors`)."""
+    try:
+        check_output_dir(args.output)
+    except OutputDirError as err:
+        exit_with_error(str(err))
     load = functools.partial(load_config_or_exit, setup=setup_cfg)
     cfg = load(
         args.config_file, register_coco_opts(args.config_file, args.opts, args.register_coco, load)
     )
     build_dataset_catalog_or_exit(cfg, check=False)  # --input may name a registered dataset
     preflight(cfg)
-    records = resolve_inputs(args.input, args.num_images)
+    skipped: list[str] = []
+    try:
+        records = resolve_inputs(args.input, args.num_images, skipped)
+    except FileNotFoundError as err:
+        exit_with_error(str(err))
     predictor = AutoFocusPredictor(cfg, input_format="BGR")
     class_names, _ = dataset_labels(cfg.DATASETS.TEST)
-    os.makedirs(args.output, exist_ok=True)
     used: set[str] = set()
-    files = track([r["file_name"] for r in records], desc="autofocus.visualize", log=logger)
-    for path, image in read_images(files, "BGR"):
-        out = predictor(image)
-        drawn = draw_autofocus(
-            image[:, :, ::-1],
-            out,
-            class_names,
-            args.confidence,
-            heat_scale=args.heat_scale,
-            alpha=args.alpha,
+    done = written = 0
+    paths = track([r["file_name"] for r in records], desc="autofocus.visualize", log=logger)
+    try:
+        for path, image in read_images(paths, "BGR", skipped):
+            out = predictor(image)
+            done += 1
+            drawn = draw_autofocus(
+                image[:, :, ::-1],
+                out,
+                class_names,
+                args.confidence,
+                heat_scale=args.heat_scale,
+                alpha=args.alpha,
+            )
+            stem = os.path.splitext(unique_output_name(path, used))[0]
+            out_path = os.path.join(args.output, f"{stem}_autofocus.png")
+            try:
+                atomic_write_image(out_path, drawn[:, :, ::-1])
+                written += 1
+            except OSError as err:
+                logger.warning("could not write %s: %s", out_path, err)
+            logger.info(
+                "%s: %d detections, pixels per scale %s (%.1f%% of the full pyramid) -> %s",
+                path,
+                len(out["boxes"]),
+                out["pixels_per_scale"],
+                100.0 * out["pixel_fraction"],
+                out_path,
+            )
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: {written} of {len(records)} images drawn in {args.output}",
+            file=sys.stderr,
+            flush=True,
         )
-        stem = os.path.splitext(unique_output_name(path, used))[0]
-        out_path = os.path.join(args.output, f"{stem}_autofocus.png")
-        if not cv2.imwrite(out_path, drawn[:, :, ::-1]):
-            logger.warning("could not write %s", out_path)
-        logger.info(
-            "%s: %d detections, pixels per scale %s (%.1f%% of the full pyramid) -> %s",
-            path,
-            len(out["boxes"]),
-            out["pixels_per_scale"],
-            100.0 * out["pixel_fraction"],
-            out_path,
-        )
+        return INTERRUPTED
+    if skipped:
+        logger.warning("skipped %d inputs: %s", len(skipped), "; ".join(skipped))
+    if not done:
+        exit_with_error(f"none of the {len(skipped)} inputs could be read ({skipped[0]})")
+    logger.info("%d images drawn in %s, %d skipped", written, args.output, len(skipped))
     return 0
 
 

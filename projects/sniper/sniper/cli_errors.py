@@ -20,7 +20,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
-__all__ = ["ConfigError", "ConfigKeyError", "cli_errors", "exit_with_error", "one_line"]
+__all__ = [
+    "INTERRUPTED",
+    "ConfigError",
+    "ConfigKeyError",
+    "cli_errors",
+    "exit_with_error",
+    "one_line",
+]
+
+#: exit status of a tool stopped by Ctrl-C once its partial results are saved (128 + SIGINT)
+INTERRUPTED = 130
 
 
 class ConfigError(ValueError):
@@ -50,10 +60,10 @@ def one_line(message: str) -> str:
     return " ".join(str(message).split())
 
 
-def exit_with_error(message: str) -> NoReturn:
-    """Print ``error: <message>`` (one line) on stderr and exit with status 2."""
+def exit_with_error(message: str, status: int = 2) -> NoReturn:
+    """Print ``error: <message>`` (one line) on stderr and exit with ``status``."""
     print(f"error: {one_line(message)}", file=sys.stderr, flush=True)
-    raise SystemExit(2)
+    raise SystemExit(status)
 
 
 def _os_error_message(err: OSError) -> str:

@@ -23,27 +23,34 @@ Outputs in ``--output``:
   thing_dataset_id_to_contiguous_id, else contiguous id + 1>, "bbox": [x, y, w, h] image px,
   "score"}``. Map ``image_id``/``file_name`` to a dataset's integer ids before COCOeval.
 
-Unreadable images are skipped with a warning; no matching input at all is an error.
+Every output is written to a temporary name and renamed, so no file is ever half-written.
+``results.json`` is valid json at all times: it is rewritten with the results so far after
+the first image, then at most every 5 s, and at the end. The output folder is checked (it
+can be created, is a folder, is writable) before the model is built.
+
+Inputs that are missing, not regular files (FIFOs, sockets, devices, folders, broken links:
+never opened), unreadable, empty or corrupt are skipped with a warning naming them and
+counted. Exit status: 0; 2 with one ``error:`` line when no input matched or none could be
+read, or the output folder cannot be used; 130 on Ctrl-C, after saving the results of the
+images done (one line says how many).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 import time
 from collections.abc import Sequence
 
-import cv2
-
-from sniper.cli_errors import cli_errors
+from sniper.cli_errors import INTERRUPTED, cli_errors, exit_with_error
 from sniper.config import load_config_or_exit
 from sniper.data.registration import build_dataset_catalog_or_exit
 from sniper.engine.preflight import preflight
 from sniper.inference.predictor import SniperPredictor
 from sniper.inputs import dataset_labels, list_image_files, read_images, unique_output_name
+from sniper.output_files import OutputDirError, ResultsWriter, atomic_write_image, check_output_dir
 from sniper.progress import track
 from sniper.register_args import add_register_coco_argument, register_coco_opts
 from sniper.visualization_dets import draw_detections
@@ -92,9 +99,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _result_rows(path: str, out: dict, to_dataset_id: dict[int, int]) -> list[dict]:
+    """The COCO-style ``results.json`` rows of one image (module docstring)."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return [
+        {
+            "image_id": stem,
+            "file_name": path,
+            "category_id": to_dataset_id.get(int(cls), int(cls) + 1),
+            "bbox": [x1, y1, x2 - x1, y2 - y1],
+            "score": score,
+        }
+        for (x1, y1, x2, y2), score, cls in zip(
+            out["boxes"].tolist(), out["scores"].tolist(), out["classes"].tolist(), strict=True
+        )
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m sniper.demo``; returns the exit status (0; a user's
-    mistake is one ``error: ...`` line and status 2, `sniper.cli_errors`)."""
+    """Entry point of ``python -m sniper.demo``; returns the exit status: 0, 2 when no input
+    could be read or an output cannot be written (one ``error:`` line), 130 on Ctrl-C after
+    saving the results of the images done."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
     )
@@ -104,10 +129,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """``main``'s body (a user's mistake is one ``error: ...`` line, `sniper.cli_errors`)."""
+    skipped: list[str] = []
     try:
-        paths = list_image_files(args.input)
-    except FileNotFoundError as err:
-        args.parser.error(str(err))
+        paths = list_image_files(args.input, skipped)
+        check_output_dir(args.output)
+    except (FileNotFoundError, OutputDirError) as err:
+        exit_with_error(str(err))
     opts = register_coco_opts(args.config_file, args.opts, args.register_coco, load_config_or_exit)
     cfg = load_config_or_exit(args.config_file, opts)
     build_dataset_catalog_or_exit(cfg, check=False)  # class names of DATASETS.TEST[0]
@@ -123,44 +151,64 @@ def _run(args: argparse.Namespace) -> int:
     }
     predictor = SniperPredictor(cfg, input_format="BGR", **overrides)
     class_names, to_dataset_id = dataset_labels(cfg.DATASETS.TEST)
-    os.makedirs(args.output, exist_ok=True)
-    results, used, done, pixels, start = [], set(), 0, 0, time.perf_counter()
-    for path, image in read_images(track(paths, desc="sniper.demo", log=logger), "BGR"):
-        out = predictor(image)
-        done, pixels = done + 1, pixels + out["pixels"]
-        drawn = draw_detections(
-            image[:, :, ::-1],
-            out["boxes"],
-            out["scores"],
-            out["classes"],
-            class_names,
-            args.confidence,
-        )
-        out_path = os.path.join(args.output, unique_output_name(path, used))
-        if not cv2.imwrite(out_path, drawn[:, :, ::-1]):
-            logger.warning("could not write %s", out_path)
-        stem = os.path.splitext(os.path.basename(path))[0]
-        for (x1, y1, x2, y2), score, cls in zip(
-            out["boxes"].tolist(), out["scores"].tolist(), out["classes"].tolist(), strict=True
-        ):
-            results.append(
-                {
-                    "image_id": stem,
-                    "file_name": path,
-                    "category_id": to_dataset_id.get(int(cls), int(cls) + 1),
-                    "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "score": score,
-                }
+    results_path = os.path.join(args.output, RESULTS_FILE)
+    try:
+        writer = ResultsWriter(results_path)
+    except OSError as err:
+        exit_with_error(f"cannot write {results_path}: {err.strerror or err}")
+    used, pixels, not_written, start = set(), 0, 0, time.perf_counter()
+    bar = track(paths, desc="sniper.demo", log=logger)
+    try:
+        for path, image in read_images(bar, "BGR", skipped):
+            out = predictor(image)
+            pixels += out["pixels"]
+            drawn = draw_detections(
+                image[:, :, ::-1],
+                out["boxes"],
+                out["scores"],
+                out["classes"],
+                class_names,
+                args.confidence,
             )
-    with open(os.path.join(args.output, RESULTS_FILE), "w", encoding="utf-8") as f:
-        json.dump(results, f)
+            out_path = os.path.join(args.output, unique_output_name(path, used))
+            try:
+                atomic_write_image(out_path, drawn[:, :, ::-1])
+            except (OSError, ValueError) as err:
+                not_written += 1
+                logger.warning("could not write %s: %s", out_path, err)
+            writer.add(_result_rows(path, out, to_dataset_id))
+        bar.close()
+        writer.close()
+    except KeyboardInterrupt:
+        bar.close()
+        writer.close()
+        print(
+            f"interrupted: results of {writer.saved_images} of {len(paths)} images saved in "
+            f"{results_path}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return INTERRUPTED
+    except OSError as err:
+        exit_with_error(f"cannot write {results_path}: {err.strerror or err}")
+    done = writer.images
+    if skipped:
+        logger.warning("skipped %d inputs: %s", len(skipped), "; ".join(skipped))
+    if not done:
+        exit_with_error(
+            f"none of the {len(skipped)} inputs could be read "
+            f"({skipped[0] if skipped else 'no image'}{', ...' if len(skipped) > 1 else ''}); "
+            f"{results_path} is empty"
+        )
     seconds = time.perf_counter() - start
     logger.info(
-        "%d of %d images, %d detections, %.3g network-input pixels per image, "
-        "%.2f s per image; outputs in %s",
+        "%d of %d images (%d skipped, %d drawings not written), %d detections, %.3g "
+        "network-input pixels per image, %.2f s per image; outputs in %s",
         done,
-        len(paths),
-        len(results),
+        done + len(skipped),
+        len(skipped),
+        not_written,
+        len(writer.results),
         pixels / max(done, 1),
         seconds / max(done, 1),
         args.output,

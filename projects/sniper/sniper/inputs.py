@@ -1,8 +1,11 @@
 """Inputs and outputs of the image tools (`sniper.demo`, `autofocus.visualize_cli`, benchmarks).
 
 - `list_image_files`: image files named by files, folders (not recursive) or glob patterns
-  (``**`` recurses), sorted and de-duplicated;
-- `read_images`: those files read one by one, unreadable ones skipped with a warning;
+  (``**`` recurses), sorted and de-duplicated; only regular files, the others (missing,
+  FIFO, socket, device, broken link) skipped with a warning and counted;
+- `read_images`: those files read one by one, unreadable ones skipped with a warning and
+  counted;
+- `file_problem`: why a path is not a regular file, found without opening it;
 - `unique_output_name`: one output file name per input, ``_1``, ``_2``, ... on collisions;
 - `dataset_labels`: class names and dataset category ids of the configured test dataset.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -23,6 +27,7 @@ from sniper.image_ops import ImageReadError, read_image
 __all__ = [
     "IMAGE_EXTENSIONS",
     "dataset_labels",
+    "file_problem",
     "list_image_files",
     "read_images",
     "unique_output_name",
@@ -33,52 +38,103 @@ logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def list_image_files(patterns: Sequence[str]) -> list[str]:
+def file_problem(path: str) -> str | None:
+    """Why ``path`` cannot be read as an image file without opening it, or None when it is a
+    regular file (symbolic links followed).
+
+    Nothing is opened: a FIFO, socket or device would block or stream forever.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "broken symbolic link" if os.path.islink(path) else "no such file"
+    except OSError as err:
+        return f"cannot access it ({err.strerror or err})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder, not an image file"
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"))
+    kind = next((name for test, name in kinds if test(mode)), "a device")
+    return f"not a regular file ({kind}), not opened"
+
+
+def _skip(path: str, reason: str, skipped: list[str] | None) -> None:
+    logger.warning("skipping %s: %s", path, reason)
+    if skipped is not None:
+        skipped.append(f"{path}: {reason}")
+
+
+def list_image_files(patterns: Sequence[str], skipped: list[str] | None = None) -> list[str]:
     """Expand files, folders and glob patterns into a sorted, de-duplicated list of paths.
 
     A folder gives its files with an `IMAGE_EXTENSIONS` extension (any case); a pattern
     containing ``*``, ``?`` or ``[`` gives the files it matches (any extension); any other
-    word is taken as a file when it is one. Order: the patterns' order, each sorted.
+    word is taken as a file. Only regular files (symbolic links followed) are listed: a
+    named file that is missing, and anything with an image name that is not a regular file
+    (FIFO, socket, device, folder, broken link), is skipped with a warning naming it and
+    appended to ``skipped`` (``"path: reason"``); such files are never opened. Folders
+    matched by a glob pattern are left out silently. Order: the patterns' order, each
+    sorted.
 
     Raises:
-        FileNotFoundError: nothing matched, naming the patterns.
+        FileNotFoundError: no file at all, naming the patterns (and how many were skipped).
     """
     found: list[str] = []
+    skips: list[str] = []
     for pattern in patterns:
         if os.path.isdir(pattern):
-            found += [
-                os.path.join(pattern, n)
-                for n in sorted(os.listdir(pattern))
-                if n.lower().endswith(IMAGE_EXTENSIONS)
-            ]
+            names = sorted(n for n in os.listdir(pattern) if n.lower().endswith(IMAGE_EXTENSIONS))
+            candidates = [(os.path.join(pattern, n), True) for n in names]
         elif any(c in pattern for c in "*?["):
-            found += sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
-        elif os.path.isfile(pattern):
-            found.append(pattern)
+            candidates = [
+                (p, not os.path.isdir(p)) for p in sorted(glob.glob(pattern, recursive=True))
+            ]
+        else:
+            candidates = [(pattern, True)]
+        for path, report in candidates:
+            problem = file_problem(path)
+            if problem is None:
+                found.append(path)
+            elif report:
+                _skip(path, problem, skips)
+    if skipped is not None:
+        skipped += skips
     unique = list(dict.fromkeys(found))
     if not unique:
-        raise FileNotFoundError(f"no input image matched {' '.join(patterns)}")
+        extra = ""
+        if skips:
+            more = ", ..." if len(skips) > 1 else ""
+            extra = f" ({len(skips)} skipped: {skips[0]}{more})"
+        raise FileNotFoundError(f"no input image matched {' '.join(patterns)}{extra}")
     return unique
 
 
 def read_images(
-    paths: Iterable[str], input_format: str = "BGR"
+    paths: Iterable[str], input_format: str = "BGR", skipped: list[str] | None = None
 ) -> Iterator[tuple[str, np.ndarray]]:
-    """``(path, image)`` for every readable file of ``paths``, in order; the others are skipped
-    with a warning naming them.
+    """``(path, image)`` for every readable file of ``paths``, in order; the others (missing,
+    not a regular file, unreadable, empty or corrupt) are skipped with a warning naming them
+    and appended to ``skipped`` (``"path: reason"``). A file that is not a regular file
+    (FIFO, socket, device) is never opened.
 
     Args:
         paths: image files (e.g. from `list_image_files`).
         input_format: channel order of the images, ``"BGR"`` (as ``cv2.imread``) or ``"RGB"``.
+        skipped: a list that receives one entry per skipped file.
 
     Yields:
         The path and its uint8 ``(H, W, 3)`` image.
     """
     for path in paths:
+        problem = file_problem(path)
+        if problem is not None:
+            _skip(path, problem, skipped)
+            continue
         try:
             image = read_image(path, input_format)
-        except ImageReadError as err:
-            logger.warning("skipping %s", err)
+        except ImageReadError:
+            _skip(path, "missing, unreadable, empty or not an image", skipped)
             continue
         yield path, image
 

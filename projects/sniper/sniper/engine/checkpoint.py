@@ -20,19 +20,18 @@ else a `CheckpointError` says what differs and how to start from its weights ins
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import random
-import tempfile
-from collections.abc import Callable, Iterable
-from typing import IO, Any
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from sniper.modeling.state_dict import load_model_state, read_checkpoint
+from sniper.output_files import atomic_write
 
 from .checkpoint_files import LAST_CHECKPOINT, CheckpointError, read_last_checkpoint, resume_order
 from .checkpoint_fit import check_fits
@@ -48,26 +47,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
-    """Call `write(f)` on a temporary file next to `path`, then rename it to `path`.
-
-    On any exception (including KeyboardInterrupt) the temporary file is removed, `path` is
-    left as it was and the exception propagates.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def get_rng_state() -> dict[str, Any]:

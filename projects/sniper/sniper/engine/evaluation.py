@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import os
 import time
@@ -46,6 +45,7 @@ from torch import Tensor
 from sniper.data.catalog import MetadataCatalog
 from sniper.image_ops import read_image as load_image
 from sniper.progress import track
+from sniper.output_files import atomic_write_json
 
 from .coco_ground_truth import coco_from_ground_truth, read_test_image, record_ground_truth
 from .detection_caps import COCO_MAX_DETS, bbox_task_name, warn_dense_image
@@ -173,8 +173,7 @@ class COCOEvaluator:
         if self.output_dir:
             os.makedirs(self.output_dir, exist_ok=True)
             path = os.path.join(self.output_dir, RESULTS_FILE)
-            with open(path, "w", encoding="utf-8") as f:
-                json.dump(predictions, f)
+            atomic_write_json(path, predictions)
             logger.info("wrote %d detections to %s", len(predictions), path)
         return {self.task: self._coco_eval(predictions, image_ids, ground_truth)}
 

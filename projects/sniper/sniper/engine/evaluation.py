@@ -44,8 +44,8 @@ from torch import Tensor
 
 from sniper.data.catalog import MetadataCatalog
 from sniper.image_ops import read_image as load_image
-from sniper.progress import track
 from sniper.output_files import atomic_write_json
+from sniper.progress import track
 
 from .coco_ground_truth import coco_from_ground_truth, read_test_image, record_ground_truth
 from .detection_caps import COCO_MAX_DETS, bbox_task_name, warn_dense_image

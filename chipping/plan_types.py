@@ -6,10 +6,41 @@ from dataclasses import dataclass
 
 import numpy as np
 
+_INT32 = np.iinfo(np.int32)
+
+
+def _field(value: object, name: str, kind: str, shape: tuple, dtype: type) -> np.ndarray:
+    """``value`` as a C-contiguous ``dtype`` array of ``shape`` (-1 = any length), its dtype of
+    numpy kind ``kind`` ("i": signed/unsigned integers, "f": integers or floats)."""
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise ValueError(f"ChipPlan.{name} is not an array: {e}") from None
+    kinds = "iu" if kind == "i" else "iuf"
+    if arr.dtype.kind not in kinds:
+        what = "integers" if kind == "i" else "real numbers"
+        raise ValueError(f"ChipPlan.{name} must hold {what}, got dtype {arr.dtype}")
+    if arr.ndim != len(shape) or any(
+        want not in (-1, got) for want, got in zip(shape, arr.shape, strict=True)
+    ):
+        raise ValueError(f"ChipPlan.{name} must have shape {shape} (-1: any), got {arr.shape}")
+    if kind == "i" and arr.size and (arr.min() < _INT32.min or arr.max() > _INT32.max):
+        raise ValueError(f"ChipPlan.{name} holds values outside int32")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _first(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask.reshape(len(mask), -1).any(axis=1))[0])
+
 
 @dataclass(frozen=True)
 class ChipPlan:
     """Chips of one or many images.
+
+    Construction validates every field (dtypes, shapes, lengths, ``scale_index`` within the
+    ``valid_ranges`` rows, non-empty chips at non-negative corners, finite positive factors,
+    ranges ``0 <= lo < hi``); a problem is a ``ValueError`` naming the field, the row and the
+    value. Fields are stored with the dtypes below whatever integer/float dtype was given.
 
     Attributes:
         image_index: int32 ``(N,)`` image of each chip (0 for single-image plans).
@@ -28,9 +59,63 @@ class ChipPlan:
     counts: np.ndarray
     valid_ranges: np.ndarray
 
+    def __post_init__(self) -> None:
+        ranges = _field(self.valid_ranges, "valid_ranges", "f", (-1, 2), np.float64)
+        bad = np.isnan(ranges).any(axis=1) | ~np.isfinite(ranges[:, 0])
+        bad |= (ranges[:, 0] < 0) | (ranges[:, 1] <= ranges[:, 0])
+        if bad.any():
+            i = _first(bad)
+            raise ValueError(
+                f"ChipPlan.valid_ranges[{i}] = {ranges[i].tolist()}: need 0 <= lo < hi"
+            )
+        chips = _field(self.chips_scaled, "chips_scaled", "i", (-1, 4), np.int32)
+        n = len(chips)
+        fields = {"chips_scaled": chips, "valid_ranges": ranges}
+        for name, kind, dtype in (
+            ("image_index", "i", np.int32),
+            ("scale_index", "i", np.int32),
+            ("factors", "f", np.float64),
+            ("counts", "i", np.int32),
+        ):
+            fields[name] = _field(getattr(self, name), name, kind, (n,), dtype)
+        checks = (
+            ("image_index", fields["image_index"] < 0, "must be >= 0"),
+            (
+                "scale_index",
+                (fields["scale_index"] < 0) | (fields["scale_index"] >= len(ranges)),
+                f"must index the {len(ranges)} rows of valid_ranges",
+            ),
+            (
+                "chips_scaled",
+                (chips[:, :2] < 0).any(axis=1) | (chips[:, 2:] <= chips[:, :2]).any(axis=1),
+                "must be XYXY with 0 <= x1 < x2 and 0 <= y1 < y2",
+            ),
+            (
+                "factors",
+                ~np.isfinite(fields["factors"]) | (fields["factors"] <= 0),
+                "must be finite and > 0",
+            ),
+            ("counts", fields["counts"] < 0, "must be >= 0"),
+        )
+        for name, mask, rule in checks:
+            if mask.any():
+                i = _first(mask)
+                raise ValueError(f"ChipPlan.{name}[{i}] = {fields[name][i].tolist()} {rule}")
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def _trusted(cls, **fields: np.ndarray) -> ChipPlan:
+        """A plan from arrays already of the right dtypes and shapes (the planner's outputs and
+        their subsets), without the checks of construction."""
+        plan = object.__new__(cls)
+        plan.__dict__.update(fields)
+        return plan
+
     @staticmethod
     def from_raw(raw: dict, valid_ranges: np.ndarray) -> ChipPlan:
-        return ChipPlan(
+        """The plan of a backend's raw output dict (trusted: made by the planner)."""
+        return ChipPlan._trusted(
             image_index=np.asarray(raw["image_index"], dtype=np.int32),
             scale_index=np.asarray(raw["scale_index"], dtype=np.int32),
             chips_scaled=np.asarray(raw["chips_scaled"], dtype=np.int32).reshape(-1, 4),
@@ -53,14 +138,27 @@ class ChipPlan:
         return self.valid_ranges[self.scale_index]
 
     def select(self, index: np.ndarray | slice) -> ChipPlan:
-        """The chips at ``index`` (a boolean mask, integer indices or a slice)."""
-        return ChipPlan(
-            self.image_index[index],
-            self.scale_index[index],
-            self.chips_scaled[index],
-            self.factors[index],
-            self.counts[index],
-            self.valid_ranges,
+        """The chips at ``index`` (a boolean mask of ``len(self)``, integer indices or a
+        slice); a subset of a valid plan is valid, so it is not checked again."""
+        if not isinstance(index, slice):
+            index = np.asarray(index)
+            if index.dtype == bool and index.shape != (len(self),):
+                raise ValueError(f"index mask must have shape ({len(self)},), got {index.shape}")
+            if index.dtype != bool and (index.dtype.kind not in "iu" or index.ndim != 1):
+                raise ValueError(
+                    f"index must be a slice, a boolean mask or 1-D integers, got "
+                    f"dtype {index.dtype} shape {index.shape}"
+                )
+            if index.dtype != bool and index.size:
+                if index.min() < -len(self) or index.max() >= len(self):
+                    raise ValueError(f"index holds values outside [0, {len(self)})")
+        return ChipPlan._trusted(
+            image_index=self.image_index[index],
+            scale_index=self.scale_index[index],
+            chips_scaled=self.chips_scaled[index],
+            factors=self.factors[index],
+            counts=self.counts[index],
+            valid_ranges=self.valid_ranges,
         )
 
     def for_image(self, image: int) -> ChipPlan:

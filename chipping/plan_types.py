@@ -6,26 +6,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from chipping._numbers import check_int
+
 _INT32 = np.iinfo(np.int32)
 
 
-def _field(value: object, name: str, kind: str, shape: tuple, dtype: type) -> np.ndarray:
+def _field(
+    value: object, name: str, kind: str, shape: tuple, dtype: type, owner: str = "ChipPlan"
+) -> np.ndarray:
     """``value`` as a C-contiguous ``dtype`` array of ``shape`` (-1 = any length), its dtype of
-    numpy kind ``kind`` ("i": signed/unsigned integers, "f": integers or floats)."""
+    numpy kind ``kind`` ("i": signed/unsigned integers, "f": integers or floats); errors name
+    ``owner.name``."""
+    name = f"{owner}.{name}"
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError, OverflowError) as e:
-        raise ValueError(f"ChipPlan.{name} is not an array: {e}") from None
+        raise ValueError(f"{name} is not an array: {e}") from None
     kinds = "iu" if kind == "i" else "iuf"
     if arr.dtype.kind not in kinds:
         what = "integers" if kind == "i" else "real numbers"
-        raise ValueError(f"ChipPlan.{name} must hold {what}, got dtype {arr.dtype}")
+        raise ValueError(f"{name} must hold {what}, got dtype {arr.dtype}")
     if arr.ndim != len(shape) or any(
         want not in (-1, got) for want, got in zip(shape, arr.shape, strict=True)
     ):
-        raise ValueError(f"ChipPlan.{name} must have shape {shape} (-1: any), got {arr.shape}")
+        raise ValueError(f"{name} must have shape {shape} (-1: any), got {arr.shape}")
     if kind == "i" and arr.size and (arr.min() < _INT32.min or arr.max() > _INT32.max):
-        raise ValueError(f"ChipPlan.{name} holds values outside int32")
+        raise ValueError(f"{name} holds values outside int32")
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
@@ -170,6 +176,10 @@ class ChipPlan:
 class ChipAssignment:
     """Boxes of each chip, in CSR form: chip ``k`` owns rows ``splits[k]:splits[k + 1]``.
 
+    Construction checks the fields (splits rising from 0 to the row count, equal lengths,
+    non-negative indices, finite ``(V, 4)`` boxes); ``valid(k)`` / ``ignore(k)`` refuse a chip
+    outside ``[0, len)`` (no negative wrap-around).
+
     Attributes:
         valid_splits: int64 ``(N + 1,)``.
         valid_index: int64 ``(V,)`` index of each valid box in its image's box array.
@@ -184,9 +194,59 @@ class ChipAssignment:
     ignore_index: np.ndarray
     ignore_boxes: np.ndarray
 
+    def __post_init__(self) -> None:
+        fields = {}
+        for kind in ("valid", "ignore"):
+            splits = _field(
+                getattr(self, f"{kind}_splits"),
+                f"{kind}_splits",
+                "f",
+                (-1,),
+                float,
+                "ChipAssignment",
+            )
+            if splits.size == 0 or not (splits == np.round(splits)).all():
+                raise ValueError(f"ChipAssignment.{kind}_splits must be N + 1 >= 1 integers")
+            index = _field(
+                getattr(self, f"{kind}_index"),
+                f"{kind}_index",
+                "i",
+                (-1,),
+                np.int64,
+                "ChipAssignment",
+            )
+            boxes = _field(
+                getattr(self, f"{kind}_boxes"),
+                f"{kind}_boxes",
+                "f",
+                (len(index), 4),
+                np.float32,
+                "ChipAssignment",
+            )
+            if splits[0] != 0 or splits[-1] != len(index) or (np.diff(splits) < 0).any():
+                raise ValueError(
+                    f"ChipAssignment.{kind}_splits must rise from 0 to {len(index)}, got "
+                    f"{splits.tolist()[:8]}"
+                )
+            if len(index) and index.min() < 0:
+                raise ValueError(f"ChipAssignment.{kind}_index holds negative values")
+            if not np.isfinite(boxes).all():
+                raise ValueError(f"ChipAssignment.{kind}_boxes must be finite")
+            fields[f"{kind}_splits"] = splits.astype(np.int64)
+            fields[f"{kind}_index"], fields[f"{kind}_boxes"] = index, boxes
+        if len(fields["valid_splits"]) != len(fields["ignore_splits"]):
+            raise ValueError(
+                f"ChipAssignment.valid_splits and ignore_splits differ in length "
+                f"({len(fields['valid_splits'])} vs {len(fields['ignore_splits'])})"
+            )
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
     @staticmethod
     def from_raw(raw: dict) -> ChipAssignment:
-        return ChipAssignment(
+        """The assignment of a backend's raw output dict (trusted: made by the planner)."""
+        out = object.__new__(ChipAssignment)
+        out.__dict__.update(
             valid_splits=np.asarray(raw["valid_splits"], dtype=np.int64),
             valid_index=np.asarray(raw["valid_index"], dtype=np.int64),
             valid_boxes=np.asarray(raw["valid_boxes"], dtype=np.float32).reshape(-1, 4),
@@ -194,16 +254,24 @@ class ChipAssignment:
             ignore_index=np.asarray(raw["ignore_index"], dtype=np.int64),
             ignore_boxes=np.asarray(raw["ignore_boxes"], dtype=np.float32).reshape(-1, 4),
         )
+        return out
+
+    def _chip(self, chip: object) -> int:
+        if len(self) == 0:
+            raise ValueError("chip: this assignment has no chips")
+        return check_int(chip, "chip", 0, len(self) - 1)
 
     def __len__(self) -> int:
         return int(self.valid_splits.shape[0] - 1)
 
     def valid(self, chip: int) -> tuple[np.ndarray, np.ndarray]:
         """(box indices int64 (V,), chip-pixel boxes float32 (V, 4)) of chip ``chip``."""
+        chip = self._chip(chip)
         a, b = self.valid_splits[chip], self.valid_splits[chip + 1]
         return self.valid_index[a:b], self.valid_boxes[a:b]
 
     def ignore(self, chip: int) -> tuple[np.ndarray, np.ndarray]:
         """(box indices int64 (G,), chip-pixel boxes float32 (G, 4)) of chip ``chip``."""
+        chip = self._chip(chip)
         a, b = self.ignore_splits[chip], self.ignore_splits[chip + 1]
         return self.ignore_index[a:b], self.ignore_boxes[a:b]

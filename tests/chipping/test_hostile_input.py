@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from chipping import ChipPlan, planner
+from chipping import ChipAssignment, ChipPlan, planner
 from chipping.scales import scaled_size
 
 GOOD = np.array([[10, 10, 50, 50]], np.float32)
@@ -282,3 +282,43 @@ def test_chips_lie_inside_the_image_in_image_px():
         assert (exact[:, 2] <= w * (1 + 1e-12)).all() and (exact[:, 3] <= h * (1 + 1e-12)).all()
         chips = plan.chips  # float32 image px
         assert (chips[:, 2] <= w).all() and (chips[:, 3] <= h).all()
+
+
+def assignment(**changes) -> dict:
+    fields = dict(
+        valid_splits=[0, 1, 1],
+        valid_index=[0],
+        valid_boxes=[[0, 0, 5, 5]],
+        ignore_splits=[0, 0, 0],
+        ignore_index=np.zeros(0, np.int64),
+        ignore_boxes=np.zeros((0, 4)),
+    )
+    fields.update(changes)
+    return fields
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        (dict(valid_splits=[0, 2, 1]), r"ChipAssignment.valid_splits must rise from 0 to 1"),
+        (dict(valid_splits=[]), r"ChipAssignment.valid_splits must be N \+ 1 >= 1 integers"),
+        (dict(valid_index=[-1]), r"ChipAssignment.valid_index holds negative values"),
+        (dict(valid_boxes=[[0, 0, 5]]), r"ChipAssignment.valid_boxes must have shape \(1, 4\)"),
+        (dict(valid_boxes=[[0, 0, 5, np.inf]]), r"ChipAssignment.valid_boxes must be finite"),
+        (dict(ignore_splits=[0, 0]), r"valid_splits and ignore_splits differ in length"),
+        (dict(ignore_index=["a"]), r"ChipAssignment.ignore_index must hold integers"),
+    ],
+)
+def test_chip_assignment_is_validated_at_construction(changes, match):
+    with pytest.raises(ValueError, match=match):
+        ChipAssignment(**assignment(**changes))
+
+
+def test_chip_assignment_refuses_chips_out_of_range():
+    a = ChipAssignment(**assignment())
+    assert a.valid(0)[0].tolist() == [0] and a.valid(1)[0].tolist() == []
+    for chip in (-1, 2, None, 1.5):
+        with pytest.raises(ValueError, match=r"chip must be"):
+            a.valid(chip)
+        with pytest.raises(ValueError, match=r"chip must be"):
+            a.ignore(chip)

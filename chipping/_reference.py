@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from chipping._checks import as_boxes, check_inside
 from chipping.scales import (
     GOLDEN,
     MASK64,
@@ -189,8 +190,6 @@ def plan_positive_image(boxes, height, width, scales, ranges, chip_size, stride,
 
     Returns (scale_index, chips_scaled, factors, counts).
     """
-    from chipping._checks import as_boxes, check_inside
-
     b = as_boxes(boxes, "boxes")
     check_inside(b, np.full(len(b), height), np.full(len(b), width), "boxes")
     sizes = np.array([[height, width]], dtype=np.int64)

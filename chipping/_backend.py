@@ -11,7 +11,7 @@ from __future__ import annotations
 from types import ModuleType
 
 # Interface version of the sources; must equal kAbiVersion in chipping/csrc/version.h.
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 _checked: ModuleType | None = None
 

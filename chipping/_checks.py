@@ -6,24 +6,41 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from chipping._numbers import check_bool, check_int, check_real  # noqa: F401 (re-exported)
 from chipping.scales import MAX_CANVAS_SIDE, _check_image_size
 
 # Upper bound on candidate chips of one scale of one image (memory guard).
 MAX_CANDIDATES = 50_000_000
+# Smallest resize factor planned (below it a canvas pixel is over a million image pixels).
+MIN_FACTOR = 1e-6
+# Largest thread count accepted (0 = all cores).
+MAX_THREADS = 4096
+
+
+def as_box_array(boxes: object, name: str) -> np.ndarray:
+    """``boxes`` as a real-valued ``(N, 4)`` array (any int/float dtype, not yet converted).
+
+    "No boxes" is an empty array of shape ``(0, 4)`` or ``(0,)`` (``[]``) only: ``(3, 0)`` or
+    ``(0, 5)`` is refused. Values are not checked (``as_boxes`` does).
+    """
+    try:
+        arr = np.asarray(boxes)
+    except (ValueError, TypeError, OverflowError) as e:  # ragged lists, huge ints
+        raise ValueError(f"{name} must be an (N, 4) array of XYXY boxes: {e}") from None
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be a real-valued array, got dtype {arr.dtype}")
+    if arr.shape == (0,):
+        return arr.reshape(0, 4)
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(f"{name} must have shape (N, 4) (XYXY), got {arr.shape}")
+    return arr
 
 
 def as_boxes(boxes: object, name: str) -> np.ndarray:
-    """Returns ``boxes`` as C-contiguous float32 ``(N, 4)``; empty inputs give ``(0, 4)``."""
-    arr = np.asarray(boxes)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
-    ):
-        raise ValueError(f"{name} must be a real-valued array, got dtype {arr.dtype}")
-    if arr.size == 0:
-        return np.zeros((0, 4), dtype=np.float32)
-    if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ValueError(f"{name} must have shape (N, 4) (XYXY), got {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    """Returns ``boxes`` as C-contiguous float32 ``(N, 4)``, finite, with ``x2 >= x1`` and
+    ``y2 >= y1``; "no boxes" is ``(0, 4)`` or ``(0,)`` (see ``as_box_array``)."""
+    with np.errstate(over="ignore"):  # float64 beyond float32 becomes inf: "not finite"
+        arr = np.ascontiguousarray(as_box_array(boxes, name), dtype=np.float32)
     finite = np.isfinite(arr).all(axis=1)
     if not finite.all():
         i = int(np.flatnonzero(~finite)[0])
@@ -98,41 +115,33 @@ def flatten_boxes(
 
 def as_image_sizes(image_sizes: object, name: str = "image_sizes") -> np.ndarray:
     """int64 ``(N, 2)`` of (height, width), all positive."""
-    arr = np.asarray(image_sizes)
-    if arr.size == 0:
+    try:
+        arr = np.asarray(image_sizes)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise ValueError(f"{name} must be an (N, 2) array of (height, width): {e}") from None
+    if arr.shape in ((0,), (0, 2)) and arr.dtype.kind in "iuf":
         return np.zeros((0, 2), dtype=np.int64)
-    if (
-        arr.ndim != 2
-        or arr.shape[1] != 2
-        or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating))
-    ):
+    if arr.ndim != 2 or arr.shape[1] != 2 or arr.dtype.kind not in "iuf":
         raise ValueError(
             f"{name} must be an (N, 2) array of (height, width), got "
             f"shape {arr.shape} dtype {arr.dtype}"
         )
-    if np.issubdtype(arr.dtype, np.floating) and not (
-        np.isfinite(arr).all() and (arr == np.round(arr)).all()
-    ):
-        raise ValueError(f"{name} must hold whole numbers of pixels")
-    arr = arr.astype(np.int64)
-    bad = (arr <= 0).any(axis=1)
+    whole = np.isfinite(arr) & (arr == np.round(arr)) if arr.dtype.kind == "f" else None
+    if whole is not None and not whole.all():
+        i = int(np.flatnonzero(~whole.all(axis=1))[0])
+        raise ValueError(f"{name}[{i}] = {arr[i].tolist()} must be whole numbers of pixels")
+    bad = (arr <= 0).any(axis=1) | (arr > MAX_CANVAS_SIDE).any(axis=1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name}[{i}] = {arr[i].tolist()}: height and width must be > 0")
-    return np.ascontiguousarray(arr)
+        raise ValueError(
+            f"{name}[{i}] = {arr[i].tolist()}: height and width must be in [1, {MAX_CANVAS_SIDE}]"
+        )
+    return np.ascontiguousarray(arr, dtype=np.int64)
 
 
-def check_int(value: object, name: str, minimum: int, maximum: int | None = None) -> int:
-    integral = isinstance(value, (int, np.integer)) or (
-        isinstance(value, (float, np.floating)) and float(value).is_integer()
-    )
-    if isinstance(value, bool) or not integral:
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    v = int(value)
-    if v < minimum or (maximum is not None and v > maximum):
-        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
-        raise ValueError(f"{name} must be {bound}, got {v}")
-    return v
+def check_threads(num_threads: object) -> int:
+    """``num_threads`` as an int in ``[0, MAX_THREADS]`` (0 = all cores)."""
+    return check_int(num_threads, "num_threads", 0, MAX_THREADS)
 
 
 def check_grid(chip_size: object, stride: object) -> tuple[int, int]:
@@ -150,11 +159,18 @@ def check_canvases(
     """
     if len(image_sizes) == 0:
         return
+    small = factors < MIN_FACTOR
+    if small.any():
+        i, s = (int(v) for v in np.argwhere(small)[0])
+        raise ValueError(
+            f"scales[{s}] gives image {i} (height, width {image_sizes[i].tolist()}) the factor "
+            f"{factors[i, s]:.3g}; the smallest factor planned is {MIN_FACTOR}"
+        )
     sides = image_sizes[:, None, :].astype(np.float64) * factors[:, :, None]
     if (sides > MAX_CANVAS_SIDE).any():
         i, s = (int(v) for v in np.argwhere((sides > MAX_CANVAS_SIDE).any(axis=2))[0])
         raise ValueError(
-            f"scale {s} gives image {i} (height, width "
+            f"scales[{s}] gives image {i} (height, width "
             f"{image_sizes[i].tolist()}) a canvas of {sides[i, s].tolist()} px; "
             f"the limit is {MAX_CANVAS_SIDE} px per side"
         )
@@ -162,9 +178,36 @@ def check_canvases(
     if (cells > MAX_CANDIDATES).any():
         i, s = (int(v) for v in np.argwhere(cells > MAX_CANDIDATES)[0])
         raise ValueError(
-            f"scale {s} of image {i} would need {cells[i, s]:.3g} candidate chips "
+            f"scales[{s}] of image {i} would need {cells[i, s]:.3g} candidate chips "
             f"(chip_size {chip_size}, stride {stride}); raise the stride"
         )
+
+
+def check_canvas(
+    height: int, width: int, factors: Sequence[float], chip_size: int, stride: int
+) -> None:
+    """``check_canvases`` for one image (plain Python floats: the single-image fast path);
+    same rule, same arithmetic, same messages."""
+    for s, f in enumerate(factors):
+        if f < MIN_FACTOR:
+            raise ValueError(
+                f"scales[{s}] gives image 0 (height, width {[height, width]}) the factor "
+                f"{f:.3g}; the smallest factor planned is {MIN_FACTOR}"
+            )
+        sides = (height * f, width * f)
+        if max(sides) > MAX_CANVAS_SIDE:
+            raise ValueError(
+                f"scales[{s}] gives image 0 (height, width {[height, width]}) a canvas of "
+                f"{list(sides)} px; the limit is {MAX_CANVAS_SIDE} px per side"
+            )
+        cells = (max(sides[0] - chip_size, 0) / stride + 2) * (
+            max(sides[1] - chip_size, 0) / stride + 2
+        )
+        if cells > MAX_CANDIDATES:
+            raise ValueError(
+                f"scales[{s}] of image 0 would need {cells:.3g} candidate chips "
+                f"(chip_size {chip_size}, stride {stride}); raise the stride"
+            )
 
 
 def check_image_size(image_size: object) -> tuple[int, int]:

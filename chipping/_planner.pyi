@@ -43,6 +43,22 @@ def plan_positive_batch(
     seeds: npt.ArrayLike,  # uint64 (N,)
     num_threads: int,
 ) -> _Chips: ...
+def plan_positive_image(
+    boxes: npt.ArrayLike,  # float32 (N, 4) XYXY image px; checked: finite, ordered, inside
+    height: int,
+    width: int,
+    scales: npt.ArrayLike,  # float64 (S, 3)
+    ranges: npt.ArrayLike,  # float64 (S, 2)
+    chip_size: int,
+    stride: int,
+    jitter: bool,
+    seed: int,  # uint64
+) -> tuple[
+    npt.NDArray[np.int32],  # scale_index (N,)
+    npt.NDArray[np.int32],  # chips_scaled (N, 4)
+    npt.NDArray[np.float64],  # factors (N,)
+    npt.NDArray[np.int32],  # counts (N,)
+]: ...
 def plan_negative_batch(
     proposals: npt.ArrayLike,  # float32 (P, 4) XYXY image px
     proposal_splits: npt.ArrayLike,  # int64 (N + 1,)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from chipping._checks import as_boxes, check_inside
 from chipping.scales import (
     GOLDEN,
     MASK64,
@@ -182,6 +183,20 @@ def plan_positive_batch(
         ):
             rows.append((i, *chip))
     return _chips_dict(rows)
+
+
+def plan_positive_image(boxes, height, width, scales, ranges, chip_size, stride, jitter, seed):
+    """Twin of ``_planner.plan_positive_image``: checks the boxes of one image, then plans.
+
+    Returns (scale_index, chips_scaled, factors, counts).
+    """
+    b = as_boxes(boxes, "boxes")
+    check_inside(b, np.full(len(b), height), np.full(len(b), width), "boxes")
+    sizes = np.array([[height, width]], dtype=np.int64)
+    splits = np.array([0, len(b)], dtype=np.int64)
+    seeds = np.array([seed], dtype=np.uint64)
+    raw = plan_positive_batch(b, splits, sizes, scales, ranges, chip_size, stride, jitter, seeds, 1)
+    return raw["scale_index"], raw["chips_scaled"], raw["factors"], raw["counts"]
 
 
 def plan_negative_batch(

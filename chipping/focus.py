@@ -35,9 +35,7 @@ def _as_map(prob_map: object, name: str) -> np.ndarray:
 
 
 def _check_params(threshold: float, dilation: int, min_size: int) -> tuple[float, int, int]:
-    t = float(threshold)
-    if not np.isfinite(t):
-        raise ValueError(f"threshold must be finite, got {threshold!r}")
+    t = _checks.check_real(threshold, "threshold")
     return (
         t,
         _checks.check_int(dilation, "dilation", 0, 4096),
@@ -68,7 +66,7 @@ def focus_chips_batch(
     np.cumsum([m.size for m in maps], out=offsets[1:])
     flat = np.concatenate([m.reshape(-1) for m in maps]) if maps else np.zeros(0, np.float32)
     raw = backend_module(backend).focus_chips_batch(
-        flat, shapes, offsets, t, d, k, _checks.check_int(num_threads, "num_threads", 0)
+        flat, shapes, offsets, t, d, k, _checks.check_threads(num_threads)
     )
     return (
         np.asarray(raw["rects"], dtype=np.int32).reshape(-1, 4),
@@ -118,16 +116,22 @@ def focus_chips_to_image(
     ``x0 + x * stride / factor`` to ``x0 + (x + 1) * stride / factor``.
     """
     height, width = _checks.check_image_size(image_size)
-    arr = np.asarray(rects)
+    step = _checks.check_real(stride, "stride", 0.0, open_min=True)
+    f = _checks.check_real(factor, "factor", 0.0, open_min=True)
+    if not isinstance(offset, (Sequence, np.ndarray)) or isinstance(offset, (str, bytes)):
+        raise ValueError(f"offset must be an (x0, y0) pair, got {offset!r}")
+    if len(offset) != 2:
+        raise ValueError(f"offset must be an (x0, y0) pair, got {offset!r}")
+    x0, y0 = (_checks.check_real(v, "offset") for v in offset)
+    arr = _checks.as_box_array(rects, "rects")
+    if not np.isfinite(arr).all():
+        raise ValueError("rects must be finite")
     if arr.size == 0:
         return np.zeros((0, 4), dtype=np.float32)
-    if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ValueError(f"rects must have shape (K, 4), got {arr.shape}")
-    if not (np.isfinite(stride) and stride > 0 and np.isfinite(factor) and factor > 0):
-        raise ValueError(f"stride and factor must be finite and > 0, got {stride!r}, {factor!r}")
-    out = arr.astype(np.float64) * (float(stride) / float(factor))
-    out[:, [0, 2]] += float(offset[0])
-    out[:, [1, 3]] += float(offset[1])
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = arr.astype(np.float64) * (step / f)
+    out[:, [0, 2]] += x0
+    out[:, [1, 3]] += y0
     out[:, [0, 2]] = out[:, [0, 2]].clip(0, width)
     out[:, [1, 3]] = out[:, [1, 3]].clip(0, height)
     return out.astype(np.float32)

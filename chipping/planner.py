@@ -16,10 +16,12 @@ import numpy as np
 
 from chipping import _checks
 from chipping._backend import backend_module
+from chipping._numbers import MAX_UINT64
 from chipping.focus import focus_chips, focus_chips_batch, focus_chips_to_image
 from chipping.plan_types import ChipAssignment, ChipPlan
 from chipping.scales import (
     ScaleSpec,
+    _factor_from_row,
     factors_for_sizes,
     image_seed,
     image_seeds,
@@ -54,10 +56,66 @@ DEFAULT_VALID_RANGES: tuple[tuple[float, float], ...] = ((-1, 80), (32, 150), (1
 def _seeds(seed: int | None, seeds: object, n: int) -> np.ndarray:
     if seeds is not None:
         arr = np.asarray(seeds)
-        if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer):
+        if arr.shape != (n,) or arr.dtype.kind not in "iu":
             raise ValueError(f"seeds must be {n} integers, got shape {arr.shape} dtype {arr.dtype}")
+        if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
+            raise ValueError(f"seeds must be >= 0, got {int(arr.min())}")
         return arr.astype(np.uint64)
-    return image_seeds(_checks.check_int(seed, "seed", 0, (1 << 64) - 1), n)
+    return image_seeds(_checks.check_int(seed, "seed", 0, MAX_UINT64), n)
+
+
+def _parse_grid_uncached(scales, valid_ranges, chip_size, stride):
+    scale_rows = parse_scales(scales)
+    ranges = parse_ranges(valid_ranges, len(scale_rows))
+    chip, step = _checks.check_grid(chip_size, stride)
+    scale_rows.setflags(write=False)
+    ranges.setflags(write=False)
+    # The last item: the image sizes whose canvases were checked with this grid.
+    return scale_rows, ranges, chip, step, [tuple(r) for r in scale_rows.tolist()], set()
+
+
+# Checked grid settings by repr (at most _MAX_GRIDS): the single-image call's fast path.
+_GRIDS: dict[str, tuple] = {}
+_MAX_GRIDS = 64
+_MAX_CHECKED_SIZES = 100_000
+
+
+def _parse_grid(scales: object, valid_ranges: object, chip_size: object, stride: object) -> tuple:
+    """(scale rows float64 (S, 3), ranges float64 (S, 2), chip, stride, the rows as a list of
+    Python tuples, a set of checked image sizes), checked; cached (read-only arrays) for
+    settings given as plain lists and tuples."""
+    last = _LAST_GRID
+    if (
+        last
+        and scales is last[0]
+        and valid_ranges is last[1]
+        and chip_size is last[2]
+        and stride is last[3]
+    ):
+        return last[4]  # the same immutable objects as the last call (default arguments)
+    if type(scales) not in (list, tuple) or type(valid_ranges) not in (list, tuple):
+        return _parse_grid_uncached(scales, valid_ranges, chip_size, stride)
+    # repr tells 1, 1.0, True and np.float32(1.0) apart; only valid settings are stored, and
+    # a valid setting holds only numbers and lists/tuples of numbers, whose repr is exact.
+    key = repr((scales, valid_ranges, chip_size, stride))
+    grid = _GRIDS.get(key)
+    if grid is None:
+        grid = _parse_grid_uncached(scales, valid_ranges, chip_size, stride)
+        if len(_GRIDS) < _MAX_GRIDS:
+            _GRIDS[key] = grid
+    if _immutable(scales) and _immutable(valid_ranges):
+        _LAST_GRID[:] = [scales, valid_ranges, chip_size, stride, grid]
+    return grid
+
+
+_LAST_GRID: list = []
+
+
+def _immutable(value: object) -> bool:
+    """True for tuples (nested) of Python numbers: safe to recognise by identity."""
+    if type(value) is tuple:
+        return all(_immutable(v) for v in value)
+    return type(value) in (int, float)
 
 
 def _prepare(
@@ -68,9 +126,7 @@ def _prepare(
     stride: int,
 ):
     sizes = _checks.as_image_sizes(image_sizes)
-    scale_rows = parse_scales(scales)
-    ranges = parse_ranges(valid_ranges, len(scale_rows))
-    chip, step = _checks.check_grid(chip_size, stride)
+    scale_rows, ranges, chip, step, _, _ = _parse_grid(scales, valid_ranges, chip_size, stride)
     factors = factors_for_sizes(scale_rows, sizes)
     _checks.check_canvases(sizes, factors, chip, step)
     return sizes, scale_rows, ranges, chip, step
@@ -126,9 +182,9 @@ def plan_positive_chips_batch(
         ranges,
         chip,
         step,
-        bool(jitter),
+        _checks.check_bool(jitter, "jitter"),
         _seeds(seed, seeds, n),
-        _checks.check_int(num_threads, "num_threads", 0),
+        _checks.check_threads(num_threads),
     )
     return ChipPlan.from_raw(raw, ranges)
 
@@ -145,32 +201,64 @@ def plan_positive_chips(
     seed: int = 0,
     backend: str = "compiled",
 ) -> ChipPlan:
-    """Positive chips of one image; see ``plan_positive_chips_batch``.
+    """Positive chips of one image; see ``plan_positive_chips_batch`` (same result as a batch
+    of this one image).
 
-    ``seed`` seeds this image's random stream directly (only used with ``jitter``).
+    ``seed`` seeds this image's random stream directly (only used with ``jitter``). The
+    scalar checks are cached per (scales, ranges, chip, stride) and the boxes are checked in
+    the same compiled call that plans them, so a call costs about what one image of a batch
+    does.
     """
-    size = _checks.check_image_size(image_size)
-    return plan_positive_chips_batch(
-        [boxes],
-        [size],
-        scales,
-        valid_ranges,
-        chip_size,
-        stride,
-        jitter=jitter,
-        seeds=np.array([_checks.check_int(seed, "seed", 0, (1 << 64) - 1)], dtype=np.uint64),
-        num_threads=1,
-        backend=backend,
+    height, width = _checks.check_image_size(image_size)
+    grid = _parse_grid(scales, valid_ranges, chip_size, stride)
+    scale_rows, ranges, chip, step, rows, checked = grid
+    jit = _checks.check_bool(jitter, "jitter")
+    sd = _checks.check_int(seed, "seed", 0, MAX_UINT64)
+    if (height, width) not in checked:
+        factors = [_factor_from_row(row, height, width) for row in rows]
+        _checks.check_canvas(height, width, factors, chip, step)
+        if len(checked) < _MAX_CHECKED_SIZES:
+            checked.add((height, width))
+    arr = _checks.as_box_array(boxes, "boxes")
+    scale_index, chips, chip_factors, counts = backend_module(backend).plan_positive_image(
+        arr, height, width, scale_rows, ranges, chip, step, jit, sd
+    )
+    return ChipPlan._trusted(
+        image_index=np.zeros(len(scale_index), dtype=np.int32),
+        scale_index=scale_index,
+        chips_scaled=chips,
+        factors=chip_factors,
+        counts=counts,
+        valid_ranges=ranges,
     )
 
 
-def _group_positives(positive: ChipPlan, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _group_positives(
+    positive: ChipPlan, n: int, factors: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positive chips grouped by image, checked against the images' ``factors`` (N, S)."""
     if not isinstance(positive, ChipPlan):
         raise ValueError(f"positive must be a ChipPlan, got {type(positive).__name__}")
     if len(positive) and (positive.image_index.min() < 0 or positive.image_index.max() >= n):
         raise ValueError(
             f"positive.image_index must lie in [0, {n}), got values in "
             f"[{positive.image_index.min()}, {positive.image_index.max()}]"
+        )
+    num_scales = factors.shape[1]
+    if len(positive) and positive.scale_index.max() >= num_scales:
+        raise ValueError(
+            f"positive has scale_index {int(positive.scale_index.max())} but only "
+            f"{num_scales} scales were given"
+        )
+    want = factors[positive.image_index, positive.scale_index]
+    off = ~np.isclose(positive.factors, want, rtol=1e-9, atol=0.0)
+    if off.any():
+        k = int(np.flatnonzero(off)[0])
+        raise ValueError(
+            f"positive chip {k} (image {int(positive.image_index[k])}, scale "
+            f"{int(positive.scale_index[k])}) was planned at factor "
+            f"{float(positive.factors[k])!r}, but these scales give that image factor "
+            f"{float(want[k])!r}: plan the positives with the same scales and image sizes"
         )
     order = np.argsort(positive.image_index, kind="stable")
     splits = np.zeros(n + 1, dtype=np.int64)
@@ -215,7 +303,11 @@ def plan_negative_chips_batch(
     )
     n = len(sizes)
     flat, splits = _checks.flatten_boxes_in_images(proposals, proposal_splits, sizes, "proposals")
-    if isinstance(min_proposals, (str, bytes)) or len(min_proposals) != len(scale_rows):
+    if (
+        isinstance(min_proposals, (str, bytes))
+        or not isinstance(min_proposals, (Sequence, np.ndarray))
+        or len(min_proposals) != len(scale_rows)
+    ):
         raise ValueError(
             f"min_proposals = {min_proposals!r}: need one count per scale ({len(scale_rows)})"
         )
@@ -223,12 +315,8 @@ def plan_negative_chips_batch(
         [_checks.check_int(m, f"min_proposals[{i}]", 0) for i, m in enumerate(min_proposals)],
         dtype=np.int64,
     )
-    pos_scale, pos_chips, pos_splits = _group_positives(positive, n)
-    if len(pos_scale) and pos_scale.max() >= len(scale_rows):
-        raise ValueError(
-            f"positive has scale_index {int(pos_scale.max())} but only "
-            f"{len(scale_rows)} scales were given"
-        )
+    factors = factors_for_sizes(scale_rows, sizes)
+    pos_scale, pos_chips, pos_splits = _group_positives(positive, n, factors)
     raw = backend_module(backend).plan_negative_batch(
         flat,
         splits,
@@ -241,9 +329,9 @@ def plan_negative_chips_batch(
         mins,
         chip,
         step,
-        bool(jitter),
+        _checks.check_bool(jitter, "jitter"),
         _seeds(seed, seeds, n),
-        _checks.check_int(num_threads, "num_threads", 0),
+        _checks.check_threads(num_threads),
     )
     return ChipPlan.from_raw(raw, ranges)
 
@@ -262,16 +350,24 @@ def plan_negative_chips(
     seed: int = 0,
     backend: str = "compiled",
 ) -> ChipPlan:
-    """Negative chips of one image; ``positive`` holds this image's positive chips."""
+    """Negative chips of one image; ``positive`` holds this image's positive chips (a plan of
+    one image, whatever its ``image_index``, planned with the same scales and image size)."""
     size = _checks.check_image_size(image_size)
     if isinstance(positive, ChipPlan) and len(positive):
-        positive = ChipPlan(
-            np.zeros_like(positive.image_index),
-            positive.scale_index,
-            positive.chips_scaled,
-            positive.factors,
-            positive.counts,
-            positive.valid_ranges,
+        images = np.unique(positive.image_index)
+        if len(images) > 1:
+            raise ValueError(
+                f"positive holds the chips of {len(images)} images (image_index "
+                f"{images[:5].tolist()}{'...' if len(images) > 5 else ''}); give this image's "
+                f"chips (positive.for_image(i)) or use plan_negative_chips_batch"
+            )
+        positive = ChipPlan._trusted(
+            image_index=np.zeros_like(positive.image_index),
+            scale_index=positive.scale_index,
+            chips_scaled=positive.chips_scaled,
+            factors=positive.factors,
+            counts=positive.counts,
+            valid_ranges=positive.valid_ranges,
         )
     return plan_negative_chips_batch(
         [proposals],
@@ -287,6 +383,35 @@ def plan_negative_chips(
         num_threads=1,
         backend=backend,
     )
+
+
+def _crowd_flags(crowd: object, per_image: bool, n: int, num_boxes: int) -> np.ndarray:
+    """uint8 ``(num_boxes,)`` crowd flags from bool or 0/1 integer arrays (per image, or one
+    flat array); anything else (strings, floats, other integers) is a ValueError."""
+    if crowd is None:
+        return np.zeros(num_boxes, dtype=np.uint8)
+    if per_image:
+        if not isinstance(crowd, Sequence) or isinstance(crowd, (str, bytes)) or len(crowd) != n:
+            raise ValueError(f"crowd must be a list of {n} per-image flag arrays, got {crowd!r}")
+        parts = list(crowd)
+    else:
+        parts = [crowd]
+    arrays = []
+    for i, c in enumerate(parts):
+        arr = np.asarray(c)
+        bad = arr.dtype.kind not in "biu" or (
+            arr.dtype.kind != "b" and ((arr != 0) & (arr != 1)).any()
+        )
+        if bad or arr.ndim > 1:
+            raise ValueError(
+                f"crowd[{i}] must be a 1-D array of bools (or 0/1), got dtype {arr.dtype} "
+                f"shape {arr.shape}"
+            )
+        arrays.append(arr.reshape(-1).astype(np.uint8))
+    flags = np.concatenate(arrays) if arrays else np.zeros(0, np.uint8)
+    if flags.shape != (num_boxes,):
+        raise ValueError(f"crowd must have one flag per box ({num_boxes}), got {flags.shape[0]}")
+    return flags
 
 
 def assign_boxes_batch(
@@ -316,8 +441,10 @@ def assign_boxes_batch(
     if not isinstance(chips, ChipPlan):
         raise ValueError(f"chips must be a ChipPlan, got {type(chips).__name__}")
     if box_splits is not None:
-        n = len(np.asarray(box_splits)) - 1
-    elif isinstance(boxes, Sequence):
+        if not isinstance(box_splits, (Sequence, np.ndarray)) or len(box_splits) < 1:
+            raise ValueError(f"box_splits must be a 1-D array of offsets, got {box_splits!r}")
+        n = len(box_splits) - 1
+    elif isinstance(boxes, Sequence) and not isinstance(boxes, (str, bytes)):
         n = len(boxes)
     else:
         raise ValueError("boxes must be a list of per-image arrays, or one array with box_splits")
@@ -327,20 +454,17 @@ def assign_boxes_batch(
             f"chips refer to image {int(chips.image_index.max())} but boxes are "
             f"given for {n} images"
         )
-    flags = np.zeros(len(flat), dtype=np.uint8)
-    if crowd is not None:
-        parts = crowd if box_splits is None else [crowd]
-        flags = np.concatenate(
-            [np.asarray(c, dtype=bool).reshape(-1) for c in parts] or [np.zeros(0, bool)]
-        ).astype(np.uint8)
-        if flags.shape != (len(flat),):
-            raise ValueError(
-                f"crowd must have one flag per box ({len(flat)}), got {flags.shape[0]}"
-            )
-    if not (0.0 <= float(min_inside) <= 1.0):
-        raise ValueError(f"min_inside must be in [0, 1], got {min_inside!r}")
-    if not (np.isfinite(float(min_box_size)) and float(min_box_size) >= 0):
-        raise ValueError(f"min_box_size must be a finite number >= 0, got {min_box_size!r}")
+    if len(chips) and (
+        chips.scale_index.min() < 0 or chips.scale_index.max() >= len(chips.valid_ranges)
+    ):
+        raise ValueError(
+            f"chips.scale_index must index the {len(chips.valid_ranges)} rows of "
+            f"chips.valid_ranges, got values in [{chips.scale_index.min()}, "
+            f"{chips.scale_index.max()}]"
+        )
+    flags = _crowd_flags(crowd, box_splits is None, n, len(flat))
+    min_inside = _checks.check_real(min_inside, "min_inside", 0.0, 1.0)
+    min_box_size = _checks.check_real(min_box_size, "min_box_size", 0.0)
     raw = backend_module(backend).assign_boxes_batch(
         np.ascontiguousarray(chips.image_index, dtype=np.int32),
         np.ascontiguousarray(chips.chips_scaled, dtype=np.int32),
@@ -349,9 +473,9 @@ def assign_boxes_batch(
         flat,
         splits,
         flags,
-        float(min_inside),
-        float(min_box_size),
-        _checks.check_int(num_threads, "num_threads", 0),
+        min_inside,
+        min_box_size,
+        _checks.check_threads(num_threads),
     )
     return ChipAssignment.from_raw(raw)
 
@@ -369,13 +493,13 @@ def assign_boxes(
     if isinstance(chips, ChipPlan) and len(chips) and len(np.unique(chips.image_index)) > 1:
         raise ValueError("chips span several images; use assign_boxes_batch")
     if isinstance(chips, ChipPlan):
-        chips = ChipPlan(
-            np.zeros_like(chips.image_index),
-            chips.scale_index,
-            chips.chips_scaled,
-            chips.factors,
-            chips.counts,
-            chips.valid_ranges,
+        chips = ChipPlan._trusted(
+            image_index=np.zeros_like(chips.image_index),
+            scale_index=chips.scale_index,
+            chips_scaled=chips.chips_scaled,
+            factors=chips.factors,
+            counts=chips.counts,
+            valid_ranges=chips.valid_ranges,
         )
     return assign_boxes_batch(
         chips,

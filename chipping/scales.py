@@ -22,16 +22,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from chipping._numbers import MAX_UINT64, check_int, check_real, is_number
+
 ScaleSpec = float | tuple[float, float]
 
 MASK64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
-# Largest canvas side (int32 corners with headroom).
+# Largest canvas side (int32 corners with headroom); also the largest image side.
 MAX_CANVAS_SIDE = 1 << 28
-
-
-def _is_number(x: object) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+# Tolerance of the truncation of ``length * factor`` (canvas px) for the rounding of the product.
+CANVAS_EPS = 1e-9
+_is_number = is_number
 
 
 def parse_scales(scales: Sequence[ScaleSpec]) -> np.ndarray:
@@ -48,10 +49,12 @@ def parse_scales(scales: Sequence[ScaleSpec]) -> np.ndarray:
     rows = []
     for i, s in enumerate(scales):
         if _is_number(s):
-            if not (math.isfinite(float(s)) and float(s) > 0):
+            if not (_finite(s) and float(s) > 0):
                 raise ValueError(f"scales[{i}] = {s!r}: a factor must be finite and > 0")
             rows.append((0.0, float(s), 0.0))
         elif isinstance(s, Sequence) and len(s) == 2 and all(_is_number(v) for v in s):
+            if not (_finite(s[0]) and _finite(s[1])):
+                raise ValueError(f"scales[{i}] = {s!r}: a (short, long) pair must be finite")
             short, long_cap = float(s[0]), float(s[1])
             if not (math.isfinite(short) and short > 0):
                 raise ValueError(f"scales[{i}] = {s!r}: short-side target must be finite and > 0")
@@ -61,6 +64,13 @@ def parse_scales(scales: Sequence[ScaleSpec]) -> np.ndarray:
         else:
             raise ValueError(f"scales[{i}] = {s!r}: expected a factor or a (short, long) pair")
     return np.asarray(rows, dtype=np.float64)
+
+
+def _finite(x: object) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def scale_specs(scales: Sequence[ScaleSpec]) -> list[ScaleSpec]:
@@ -112,14 +122,30 @@ def scale_factor(scale: ScaleSpec, image_size: tuple[int, int]) -> float:
 
 
 def scaled_length(length: int, factor: float) -> int:
-    """Canvas length of an image side at ``factor``: round half up, at least 1 pixel."""
-    return max(1, int(math.floor(float(length) * factor + 0.5)))
+    """Canvas length of an image side at ``factor``: ``length * factor`` truncated (as the
+    original SNIPER), at least 1 pixel. The product may exceed the truncated length by up to
+    ``CANVAS_EPS`` (float rounding: ``480 * (800 / 480)`` is 800), so a canvas, and every chip
+    on it, never reaches past the image edge in image px (``canvas / factor <= length``; a side
+    under one canvas px still gets 1 px). docs/design.md section 3."""
+    return max(1, int(math.floor(float(length) * factor + CANVAS_EPS)))
 
 
 def scaled_size(image_size: tuple[int, int], factor: float) -> tuple[int, int]:
-    """Canvas ``(height, width)`` of an image of ``image_size`` resized by ``factor``."""
+    """Canvas ``(height, width)`` (int px) of an image of ``image_size`` (height, width) resized
+    by ``factor`` (``scaled_length`` of each side).
+
+    Raises:
+        ValueError: a bad ``image_size``, a ``factor`` not finite and > 0, or a canvas side
+            above ``MAX_CANVAS_SIDE``.
+    """
     height, width = _check_image_size(image_size)
-    return scaled_length(height, factor), scaled_length(width, factor)
+    f = check_real(factor, "factor", 0.0, open_min=True)
+    if max(height, width) * f > MAX_CANVAS_SIDE:
+        raise ValueError(
+            f"factor = {factor!r} gives image_size {image_size!r} a canvas side above "
+            f"{MAX_CANVAS_SIDE} px"
+        )
+    return scaled_length(height, f), scaled_length(width, f)
 
 
 def parse_ranges(
@@ -142,9 +168,14 @@ def parse_ranges(
         )
     out = np.empty((num_scales, 2), dtype=np.float64)
     for i, r in enumerate(valid_ranges):
-        if not (isinstance(r, Sequence) and len(r) == 2 and all(_is_number(v) for v in r)):
+        if not (
+            isinstance(r, Sequence)
+            and not isinstance(r, (str, bytes))
+            and len(r) == 2
+            and all(_is_number(v) for v in r)
+        ):
             raise ValueError(f"{name}[{i}] = {r!r}: expected a (lo, hi) pair of numbers")
-        lo, hi = float(r[0]), float(r[1])
+        lo, hi = (check_real(v, f"{name}[{i}]", allow_inf=True) for v in r)
         lo = 0.0 if lo == -1 else lo
         hi = math.inf if hi == -1 else hi
         if not (math.isfinite(lo) and lo >= 0) or math.isnan(hi) or hi <= lo:
@@ -167,7 +198,9 @@ def image_seed(seed: int, index: int) -> int:
     ``plan_positive_chips(..., seed=image_seed(s, i))`` plans image ``i`` exactly as
     ``plan_positive_chips_batch(..., seed=s)`` does.
     """
-    return mix64((int(seed) + (int(index) + 1) * GOLDEN) & MASK64)
+    s = check_int(seed, "seed", 0, MAX_UINT64)
+    i = check_int(index, "index", 0, MAX_UINT64)
+    return mix64((s + (i + 1) * GOLDEN) & MASK64)
 
 
 def image_seeds(seed: int, num_images: int) -> np.ndarray:
@@ -182,13 +215,28 @@ def image_seeds(seed: int, num_images: int) -> np.ndarray:
 
 
 def _check_image_size(image_size: object, name: str = "image_size") -> tuple[int, int]:
-    if not (
+    """``(height, width)`` as ints in ``[1, MAX_CANVAS_SIDE]``; anything else a ValueError."""
+    if type(image_size) is tuple and len(image_size) == 2:  # the common case, fast
+        height, width = image_size
+        if (
+            type(height) is int
+            and type(width) is int
+            and 0 < height <= MAX_CANVAS_SIDE
+            and 0 < width <= MAX_CANVAS_SIDE
+        ):
+            return height, width
+    ok = (
         isinstance(image_size, (Sequence, np.ndarray))
+        and not isinstance(image_size, (str, bytes))
         and len(image_size) == 2
-        and all(_is_number(v) and float(v) == int(v) for v in image_size)
-    ):
+    )
+    if not ok or not all(_is_number(v) and _finite(v) for v in image_size):
+        raise ValueError(f"{name} must be (height, width) integers, got {image_size!r}")
+    if not all(float(v).is_integer() for v in image_size):
         raise ValueError(f"{name} must be (height, width) integers, got {image_size!r}")
     height, width = int(image_size[0]), int(image_size[1])
     if height <= 0 or width <= 0:
         raise ValueError(f"{name} = {image_size!r}: height and width must be > 0")
+    if max(height, width) > MAX_CANVAS_SIDE:
+        raise ValueError(f"{name} = {image_size!r}: a side above {MAX_CANVAS_SIDE} px")
     return height, width

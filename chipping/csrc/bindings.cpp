@@ -1,13 +1,16 @@
 // The only pybind11 file: batch entry points over many images/maps, run on several threads
 // with the GIL released. Argument validation with helpful messages is done in
 // chipping/planner.py; here only structural consistency is checked (std::invalid_argument ->
-// ValueError).
+// ValueError), except in plan_positive_image (the single-image fast path), which checks the
+// boxes itself with the messages of chipping/_checks.py.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <limits>
+#include <sstream>
 #include <thread>
 
 #include "focus_chips.h"
@@ -137,6 +140,85 @@ py::dict plan_positive_batch(Arr<float> boxes, Arr<int64_t> box_splits, Arr<int6
     });
   }
   return chips_to_dict(per_chunk, chunk_images);
+}
+
+// "name[i] = [x1, y1, x2, y2]" with the values as Python prints float32 values (repr).
+std::string box_text(const char* name, int64_t i, const float* b) {
+  std::ostringstream os;
+  os.precision(17);
+  os << name << "[" << i << "] = [";
+  for (int k = 0; k < 4; ++k) {
+    const double v = b[k];
+    if (std::isnan(v))
+      os << "nan";
+    else if (std::isinf(v))
+      os << (v > 0 ? "inf" : "-inf");
+    else
+      os << v;
+    os << (k < 3 ? ", " : "]");
+  }
+  return os.str();
+}
+
+// The checks of chipping._checks.as_boxes + check_inside for the boxes of one image, in one
+// pass: finite, x2 >= x1 and y2 >= y1, inside [0, width] x [0, height].
+void check_image_boxes(const float* b, int64_t n, int64_t height, int64_t width, const char* name) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float* r = b + 4 * i;
+    if (!(std::isfinite(r[0]) && std::isfinite(r[1]) && std::isfinite(r[2]) && std::isfinite(r[3])))
+      throw std::invalid_argument(box_text(name, i, r) + " is not finite (NaN or inf)");
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const float* r = b + 4 * i;
+    if (r[2] < r[0] || r[3] < r[1])
+      throw std::invalid_argument(box_text(name, i, r) +
+                                  " has negative width or height (need x2 >= x1 and y2 >= y1)");
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const float* r = b + 4 * i;
+    if (r[0] < 0 || r[1] < 0 || r[2] > static_cast<double>(width) ||
+        r[3] > static_cast<double>(height)) {
+      std::ostringstream os;
+      os << box_text(name, i, r) << " lies outside the image (height " << height << ", width "
+         << width << "); clip boxes to [0, width] x [0, height] first";
+      throw std::invalid_argument(os.str());
+    }
+  }
+}
+
+// Positive chips of one image in one call (the single-image API's fast path): checks the boxes
+// as the Python side does for a batch, then plans. Returns (scale_index, chips_scaled, factors,
+// counts).
+py::tuple plan_positive_image_checked(Arr<float> boxes, int64_t height, int64_t width,
+                                      Arr<double> scales, Arr<double> ranges, int64_t chip_size,
+                                      int64_t stride, bool jitter, uint64_t seed) {
+  require(boxes.ndim() == 2 && boxes.shape(1) == 4, "boxes must be (N, 4)");
+  require(height > 0 && width > 0, "height and width must be positive");
+  const int64_t n = boxes.shape(0);
+  check_image_boxes(boxes.data(), n, height, width, "boxes");
+  const PlanParams params = make_params(scales, ranges, chip_size, stride, jitter);
+  std::vector<PlannedChip> out;
+  {
+    py::gil_scoped_release release;
+    plan_positive_image(boxes.data(), n, height, width, params, seed, out);
+  }
+  const auto k = static_cast<py::ssize_t>(out.size());
+  Arr<int32_t> scale_index(k), counts(k), chips({k, py::ssize_t(4)});
+  Arr<double> factors(k);
+  int32_t *si = scale_index.mutable_data(), *cn = counts.mutable_data();
+  int32_t* ch = chips.mutable_data();
+  double* fa = factors.mutable_data();
+  for (py::ssize_t j = 0; j < k; ++j) {
+    const PlannedChip& p = out[static_cast<size_t>(j)];
+    si[j] = p.scale_index;
+    cn[j] = p.count;
+    fa[j] = p.factor;
+    ch[4 * j] = p.x1;
+    ch[4 * j + 1] = p.y1;
+    ch[4 * j + 2] = p.x2;
+    ch[4 * j + 3] = p.y2;
+  }
+  return py::make_tuple(scale_index, chips, factors, counts);
 }
 
 py::dict plan_negative_batch(Arr<float> proposals, Arr<int64_t> proposal_splits,
@@ -323,6 +405,9 @@ PYBIND11_MODULE(_planner, m) {
   m.def("plan_positive_batch", &plan_positive_batch, py::arg("boxes"), py::arg("box_splits"),
         py::arg("image_sizes"), py::arg("scales"), py::arg("ranges"), py::arg("chip_size"),
         py::arg("stride"), py::arg("jitter"), py::arg("seeds"), py::arg("num_threads"));
+  m.def("plan_positive_image", &plan_positive_image_checked, py::arg("boxes"), py::arg("height"),
+        py::arg("width"), py::arg("scales"), py::arg("ranges"), py::arg("chip_size"),
+        py::arg("stride"), py::arg("jitter"), py::arg("seed"));
   m.def("plan_negative_batch", &plan_negative_batch, py::arg("proposals"),
         py::arg("proposal_splits"), py::arg("positive_scale_index"), py::arg("positive_chips"),
         py::arg("positive_splits"), py::arg("image_sizes"), py::arg("scales"), py::arg("ranges"),

@@ -32,9 +32,14 @@ inline double scale_factor(const Scale& s, int64_t height, int64_t width) {
   return f;
 }
 
-// Canvas length of an image side of `length` pixels at factor f: round half up, at least 1.
+// Tolerance of the truncation below for the float rounding of length * f (canvas px).
+constexpr double kCanvasEps = 1e-9;
+
+// Canvas length of an image side of `length` pixels at factor f: truncated (as the original
+// SNIPER), at least 1, so a chip never reaches past the image edge in image px. The twin is
+// chipping.scales.scaled_length (docs/design.md section 3).
 inline int64_t scaled_length(int64_t length, double f) {
-  const int64_t n = static_cast<int64_t>(std::floor(static_cast<double>(length) * f + 0.5));
+  const int64_t n = static_cast<int64_t>(std::floor(static_cast<double>(length) * f + kCanvasEps));
   return std::max<int64_t>(1, n);
 }
 

@@ -6,6 +6,6 @@
 
 namespace chipping {
 
-constexpr int kAbiVersion = 1;
+constexpr int kAbiVersion = 2;
 
 }  // namespace chipping

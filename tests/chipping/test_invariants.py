@@ -29,7 +29,8 @@ def canvas(h: int, w: int, scale) -> tuple[float, int, int]:
         if row[0] == 0
         else min(row[1] / min(h, w), row[2] / max(h, w) if row[2] > 0 else math.inf)
     )
-    return f, max(1, math.floor(w * f + 0.5)), max(1, math.floor(h * f + 0.5))
+    # Canvas sides are truncated (1e-9 px tolerance for float rounding), at least 1 px.
+    return f, max(1, math.floor(w * f + 1e-9)), max(1, math.floor(h * f + 1e-9))
 
 
 def contains(chip, box) -> bool:

@@ -11,9 +11,11 @@ uint8 image of each size, runs the engine once and reports its peak resident set
 
     python benchmarks/bench_memory.py --sizes 2000 4000 8000 16000
 
-Sizes above ``--full-scales-up-to`` (default 4000) run with the scales of ``--big-scales``
-(one coarse and one fine long side, default 512 and 4096 px) instead of the config's, so that
-a 16k image takes minutes rather than hours on a CPU; the table says which. Untiled runs
+Sizes above ``--full-scales-up-to`` (default 0: all) run with the scales of ``--big-scales``
+(one coarse and one fine long side, default 512 and 3072 px: a 9.4 MP canvas, above the 8 MP
+budget, so 4 tiles) instead of the config's, so that a 16k image takes minutes rather than
+hours on a CPU (the config's 2.0x scale makes a 1 GP canvas of it); memory depends on the
+largest input and the image, not on the number of tiles. The table says which. Untiled runs
 (``max_pixels = 0``) are limited to ``--untiled-up-to`` px (default 2000): beyond, one input
 needs tens of GiB.
 """
@@ -111,8 +113,8 @@ def main() -> None:
     ap.add_argument("--autofocus-config", default="configs/autofocus/synthetic_mobilenet.yaml")
     ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 4000, 8000, 16000])
     ap.add_argument("--engines", nargs="+", default=["sniper", "autofocus"])
-    ap.add_argument("--full-scales-up-to", type=int, default=4000)
-    ap.add_argument("--big-scales", type=int, nargs="+", default=[512, 4096])
+    ap.add_argument("--full-scales-up-to", type=int, default=0)
+    ap.add_argument("--big-scales", type=int, nargs="+", default=[512, 3072])
     ap.add_argument("--untiled-up-to", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--output", default="output/bench_memory.json")

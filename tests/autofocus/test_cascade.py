@@ -182,3 +182,43 @@ def test_focus_chips_outside_the_image_are_dropped(fake_model) -> None:
     out = _cascade(model)([_image()])[0]
     assert [c.tolist() for c in out["chips_per_scale"]] == [[[0.0, 0.0, 1024.0, 1024.0]], [], []]
     assert model.calls == [[(512, 512)]]
+
+
+HOT_AREA = (256, 256, 768, 768)  # image px: one 512 x 512 FocusChip region at every scale
+SMALL_OBJECTS = [  # image px, sizes 16 and 20: whole in some tile at 1.0x and 2.0x
+    (300, 300, 316, 316),
+    (430, 440, 450, 460),  # straddles tile edges at 1.0x and at 2.0x
+    (500, 610, 516, 626),
+    (700, 300, 720, 320),
+]
+
+
+def test_big_focus_chips_are_tiled_under_the_pixel_budget(fake_model) -> None:
+    """A FocusChip above max_pixels runs as tiles (the runner's tiling, the same rule as
+    multi-scale inference): no model input exceeds the budget, and the detections of objects
+    smaller than the tile overlap are those of the untiled cascade."""
+    image = _image(red=[HOT_AREA], green=SMALL_OBJECTS)
+    tiling = {"max_pixels": 256 * 256, "tile_size": 256, "tile_overlap": 64, "tile_margin": 2}
+    untiled_model, tiled_model = fake_model(), fake_model()
+    whole = _cascade(untiled_model, max_pixels=0)([image])[0]
+    tiled = _cascade(tiled_model, max_pixels_per_batch=256 * 256, **tiling)([image])[0]
+    # untiled: the chip is one input per scale (520 x 520 image px after growth)
+    assert [len(c) for c in whole["chips_per_scale"]] == [1, 1, 1]
+    assert max(h * w for call in untiled_model.calls for h, w in call) > 256 * 256
+    # tiled: every input within the budget, several tiles at every scale (the 512 x 512
+    # coarse canvas too)
+    assert max(h * w for call in tiled_model.calls for h, w in call) <= 256 * 256
+    assert min(tiled["inputs_per_scale"]) >= 4
+    # the union of the tiles is the untiled chip at each scale
+    for s in (1, 2):
+        (chip,) = whole["chips_per_scale"][s]
+        tiles = tiled["chips_per_scale"][s]
+        assert tiles[:, :2].min(0).tolist() == chip[:2].tolist()
+        assert tiles[:, 2:].max(0).tolist() == chip[2:].tolist()
+
+    def rows(out):
+        r = torch.cat([out["boxes"], out["scores"][:, None], out["classes"][:, None]], 1)
+        return sorted(r.tolist())
+
+    np.testing.assert_allclose(rows(tiled), rows(whole), atol=1e-6)
+    assert sorted(tiled["boxes"].tolist()) == sorted([list(map(float, b)) for b in SMALL_OBJECTS])

@@ -158,3 +158,85 @@ def test_missing_output_key_names_it() -> None:
             [(0, 1)],
             lambda s, sizes, prev: [whole_canvas(0, 1.0, sizes[0])],
         )
+
+
+def test_tile_input_tiles_the_window_and_keeps_its_edge_rules() -> None:
+    from sniper.inference.tiling import default_tile_size, tile_input
+
+    # a 300 x 200 window at canvas (100, 50) of a 1000 x 400 canvas, inner on all sides but
+    # the bottom (y2 = 250 < 400 is inner too): cut margin 10 there
+    chip = NetworkInput(0, 2.0, (100, 50, 400, 250), (400, 1000), cut_margin=10.0)
+    assert tile_input(chip, 300 * 200, 128, 32, 3.0) == [chip]  # within the budget
+    assert tile_input(chip, 0, 128, 32, 3.0) == [chip]  # 0 = never tile
+    tiles = tile_input(chip, 128 * 128, 128, 32, 3.0)
+    # starts every 96 px from the window's corner, the last flush with its far edges
+    assert [t.canvas_box for t in tiles] == [
+        (100 + x, 50 + y, 100 + x + 128, 50 + y + 128) for y in (0, 72) for x in (0, 96, 172)
+    ]
+    assert all(t.is_tile and t.parent_box == chip.canvas_box for t in tiles)
+    assert all((t.factor, t.canvas_size, t.image_index) == (2.0, (400, 1000), 0) for t in tiles)
+    # edges inside the window: the tile margin; edges on the window's (inner) edges: its own
+    assert tiles[0].edge_margins == (10.0, 10.0, 3.0, 3.0)
+    assert tiles[4].edge_margins == (3.0, 3.0, 3.0, 10.0)
+    assert tiles[5].edge_margins == (3.0, 3.0, 10.0, 10.0)
+    # a whole canvas has no inner edge: its tiles cut only where they meet each other
+    whole = whole_canvas(0, 1.0, (200, 300))
+    (first, *_rest, last) = tile_input(whole, 128 * 128, 128, 32, 3.0)
+    assert first.edge_margins == (0.0, 0.0, 3.0, 3.0)
+    assert last.edge_margins == (3.0, 3.0, 0.0, 0.0)
+    boxes = np.array([[120, 10, 126, 20], [10, 10, 20, 20], [10, 124, 20, 127]], np.float32)
+    assert cut_by_inner_edges(boxes, first).tolist() == [True, False, True]
+    assert default_tile_size(8_000_000) == 2048 and default_tile_size(100_000) == 288
+    assert default_tile_size(10) == 32
+
+
+def test_runner_tiles_inputs_above_max_pixels_and_dedups_only_tiled_images() -> None:
+    model = _Recorder()
+    runner = InferenceRunner(
+        model, merge="nms", top_k=0, max_pixels=64 * 64, tile_size=64, tile_overlap=16
+    )
+    assert (runner.tile_size, runner.tile_overlap, runner.tile_nms_iou) == (64, 16, 0.5)
+    images = [np.zeros((100, 100, 3), np.uint8), np.zeros((60, 60, 3), np.uint8)]
+
+    def choose(s, sizes, previous):
+        return [whole_canvas(0, 1.0, (100, 100)), whole_canvas(1, 1.0, (60, 60))]
+
+    seen = []
+    out = runner.run(images, [(0.0, 1e9)], choose, on_scale=lambda s, outs: seen.append(outs))
+    # image 0 (10,000 px) runs as 2 x 2 tiles of 64 px (starts 0 and 36), image 1 whole
+    assert model.shapes == [(64, 64)] * 4 + [(60, 60)]
+    assert [i.canvas_box for i in seen[0].inputs[:4]] == [
+        (0, 0, 64, 64),
+        (36, 0, 100, 64),
+        (0, 36, 64, 100),
+        (36, 36, 100, 100),
+    ]
+    assert out[0]["inputs_per_scale"] == [4] and out[1]["inputs_per_scale"] == [1]
+    assert out[0]["pixels"] == 4 * 64 * 64 and out[1]["pixels"] == 60 * 60
+    # one 8 x 8 detection at each tile's centre (no overlap between them): all kept
+    assert sorted(out[0]["boxes"].tolist()) == [
+        [28.0, 28.0, 36.0, 36.0],
+        [28.0, 64.0, 36.0, 72.0],
+        [64.0, 28.0, 72.0, 36.0],
+        [64.0, 64.0, 72.0, 72.0],
+    ]
+    with pytest.raises(ValueError, match="max_pixels"):
+        InferenceRunner(model, max_pixels=-1)
+    with pytest.raises(ValueError, match="tile_size"):
+        InferenceRunner(model, max_pixels=1000, tile_size=64)
+    with pytest.raises(ValueError, match="tile_overlap"):
+        InferenceRunner(model, tile_size=64, tile_overlap=64)
+
+
+def test_untiled_inputs_of_an_image_are_not_deduplicated() -> None:
+    # two inputs that are not tiles (e.g. FocusChips) giving the same detection: both reach
+    # the soft-NMS merge (the second decayed), none is removed by the tile de-duplication
+    runner = InferenceRunner(_Recorder(), merge="soft", top_k=0, min_score=0.0)
+    window = NetworkInput(0, 1.0, (0, 0, 40, 40), (80, 80))
+
+    def choose(s, sizes, previous):
+        return [window, window]
+
+    (out,) = runner.run([np.zeros((80, 80, 3), np.uint8)], [(0.0, 1e9)], choose)
+    assert out["boxes"].tolist() == [[16.0, 16.0, 24.0, 24.0]] * 2
+    assert out["scores"].tolist() == pytest.approx([0.9, 0.9 * np.exp(-1 / 0.55)])

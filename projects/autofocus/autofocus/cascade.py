@@ -18,7 +18,11 @@ For scales `0..S-1` (coarse to fine, `CascadeParams`):
    `f_{s+1}` (`autofocus.chips.canvas_window`) and cut from the ORIGINAL image with
    `sniper.image_ops.cut_chip` (the project's one resize rule). The chips of a scale
    (all images) are batched together. An image without FocusChips stops: it is not processed
-   at any finer scale.
+   at any finer scale. A chip (or the coarse canvas) of more than ``max_pixels`` pixels (by
+   default the batch budget, ``AUTOFOCUS.MAX_PIXELS_PER_BATCH``) runs as overlapping tiles,
+   de-duplicated per class (the runner's tiling, ``sniper.inference.tiling``, the same rule
+   as multi-scale inference), so memory stays bounded whatever the chip size; the next
+   scale's FocusChips are built from the tiles' maps.
 
 Merging: detections within `border_delta` image px (`border_delta * f` input px, the input's
 `cut_margin`) of a chip edge that is not an image edge are dropped (their object is cut by the
@@ -63,8 +67,9 @@ class AutoFocusCascade(InferenceRunner):
             of `(3, h, w)` uint8 tensors in `input_format` (e.g. `AutoFocusRCNN`).
         params: scales, ranges, (t, d, k) per transition, border delta.
         stride: input px per FocusPixel cell; default `model.focus_stride` (16 if absent).
-        merge, sigma, nms_iou, min_score, top_k, input_format, max_pixels_per_batch, device:
-            as `InferenceRunner`.
+        merge, sigma, nms_iou, min_score, top_k, input_format, max_pixels_per_batch, device,
+            max_pixels, tile_size, tile_overlap, tile_margin, tile_nms_iou: as
+            `InferenceRunner` (tiling of chips above `max_pixels`).
         num_threads: threads of `chipping.focus_chips_batch` (0 = all cores).
     """
 

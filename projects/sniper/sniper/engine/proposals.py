@@ -86,8 +86,8 @@ def extract_proposals(
     device: str | torch.device | None = None,
     images_per_batch: int = 4,
     gather_every: int = 1000,
-    max_pixels: int | None = 16_000_000,
-    tile_size: int = 2048,
+    max_pixels: int | None = None,
+    tile_size: int | None = None,
 ) -> tuple[list[int], list[np.ndarray], list[np.ndarray]]:
     """Multi-scale RPN proposals of every record, in original-image pixels.
 
@@ -104,7 +104,8 @@ def extract_proposals(
         images_per_batch: images read and run per call (inputs of one scale are batched).
         gather_every: images per rank between two gathers of the results.
         max_pixels, tile_size: canvases of more pixels are run in overlapping tiles
-            (``MultiScaleInference``); ``max_pixels`` None or 0 never tiles.
+            (``sniper.inference.tiling``); ``max_pixels`` None: the runner's batch budget
+            (8,000,000), 0: never tile; ``tile_size`` None: the runner's default (2048).
 
     Returns:
         ``(image_ids, boxes, scores)`` in the order of ``records``, on every rank: ids of the

@@ -7,16 +7,17 @@ image (the image resized by the scale's factor ``f``, ``chipping.scale_factor`` 
 valid-range filter ``[lo, hi)`` of each scale and the cross-scale soft-NMS / NMS merge are the
 shared runner's (``sniper.inference.runner``).
 
-**Tiling.** A canvas of more than ``max_pixels`` pixels is processed in square tiles of
-``tile_size`` canvas px overlapping by ``tile_overlap`` (grid from the top-left, plus tiles
-flush with the right/bottom edges). A tile detection that comes within ``tile_margin`` canvas
-px of a tile edge that is not a canvas edge is dropped (its object is cut by the tile), and
-the tiles' detections of one scale are de-duplicated with per-class hard NMS at
-``tile_nms_iou`` (the model's own per-input NMS threshold). Every object of canvas size at most
-``tile_overlap - 2 * tile_margin`` lies whole, away from internal edges, in some tile, so the
-tiled result equals the untiled one up to (a) detections of objects larger than that, which
-are cut by every tile, and (b) the model's context: features near tile borders and the
-per-input proposal / detection caps differ from a whole-canvas run.
+**Tiling** (the runner's, ``sniper.inference.tiling``, the same for every engine). A canvas of
+more than ``max_pixels`` pixels (default: the batch budget ``max_pixels_per_batch``) is
+processed in square tiles of ``tile_size`` canvas px overlapping by ``tile_overlap`` (grid from
+the top-left, plus tiles flush with the right/bottom edges). A tile detection that comes
+within ``tile_margin`` canvas px of a tile edge that is not a canvas edge is dropped (its
+object is cut by the tile), and the tiles' detections of one scale are de-duplicated with
+per-class hard NMS at ``tile_nms_iou`` (the model's own per-input NMS threshold). Every object
+of canvas size at most ``tile_overlap - 2 * tile_margin`` lies whole, away from internal
+edges, in some tile, so the tiled result equals the untiled one up to (a) detections of
+objects larger than that, which are cut by every tile, and (b) the model's context: features
+near tile borders and the per-input proposal / detection caps differ from a whole-canvas run.
 
 **Pixel accounting.** Every call reports, per image, the sum over scales and tiles of
 ``H * W`` of every tensor given to the model (before the model's padding to a multiple of 32),
@@ -35,37 +36,11 @@ from torch import nn
 from chipping.scales import ScaleSpec, parse_ranges, scale_factor, scale_specs, scaled_size
 from sniper.config import parse_scale_list, parse_valid_ranges
 
-from .network_input import NetworkInput
+from .network_input import NetworkInput, whole_canvas
 from .runner import InferenceRunner, ScaleOutputs, runner_kwargs_from_config
+from .tiling import tile_boxes
 
 __all__ = ["MultiScaleInference", "tile_boxes"]
-
-
-def _starts(length: int, tile: int, stride: int) -> list[int]:
-    """Tile start positions along a side of ``length`` px (last tile flush with the end)."""
-    if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile + 1, stride))
-    if starts[-1] != length - tile:
-        starts.append(length - tile)
-    return starts
-
-
-def tile_boxes(canvas_size: tuple[int, int], tile_size: int, tile_overlap: int) -> np.ndarray:
-    """int64 ``(T, 4)`` XYXY tiles (canvas px) covering a canvas of ``(height, width)`` px.
-
-    Tiles are ``tile_size`` square (clipped to the canvas when it is smaller), start every
-    ``tile_size - tile_overlap`` px from the top-left, plus a row/column flush with the
-    bottom/right edge. Row-major order.
-    """
-    height, width = canvas_size
-    stride = tile_size - tile_overlap
-    ys = _starts(height, tile_size, stride)
-    xs = _starts(width, tile_size, stride)
-    return np.array(
-        [(x, y, min(x + tile_size, width), min(y + tile_size, height)) for y in ys for x in xs],
-        dtype=np.int64,
-    )
 
 
 class MultiScaleInference(InferenceRunner):
@@ -79,9 +54,12 @@ class MultiScaleInference(InferenceRunner):
         valid_ranges: one ``(lo, hi)`` per scale, box size range in image px (``-1`` = open).
         merge, sigma, nms_iou, min_score, top_k, input_format: the cross-scale merge and the
             images' channel order, as ``InferenceRunner``.
-        max_pixels: canvases with more pixels are tiled; ``None`` or ``0`` = never tile.
-        tile_size: tile side (canvas px); ``tile_size ** 2`` must not exceed ``max_pixels``.
-        tile_overlap: overlap of neighbouring tiles (canvas px), ``0 <= overlap < tile_size``.
+        max_pixels: canvases with more pixels are tiled; ``0`` = never tile; default: the
+            batch budget ``max_pixels_per_batch`` [8,000,000].
+        tile_size: tile side (canvas px); ``tile_size ** 2`` must not exceed ``max_pixels``;
+            default: the largest multiple of 32 up to 2048 that fits (2048 for 8,000,000).
+        tile_overlap: overlap of neighbouring tiles (canvas px), ``0 <= overlap < tile_size``;
+            default ``tile_size // 4`` (512).
         tile_margin: tile detections this close (canvas px) to an internal tile edge are cut.
         tile_nms_iou: per-class NMS threshold de-duplicating the tiles of one scale.
         max_pixels_per_batch, device: as ``InferenceRunner``.
@@ -99,9 +77,9 @@ class MultiScaleInference(InferenceRunner):
         min_score: float = 0.001,
         top_k: int = 200,
         input_format: str = "RGB",
-        max_pixels: int | None = 16_000_000,
-        tile_size: int = 2048,
-        tile_overlap: int = 512,
+        max_pixels: int | None = None,
+        tile_size: int | None = None,
+        tile_overlap: int | None = None,
         tile_margin: float = 4.0,
         tile_nms_iou: float = 0.5,
         max_pixels_per_batch: int = 8_000_000,
@@ -117,16 +95,14 @@ class MultiScaleInference(InferenceRunner):
             input_format=input_format,
             max_pixels_per_batch=max_pixels_per_batch,
             device=device,
+            max_pixels=max_pixels,
+            tile_size=tile_size,
+            tile_overlap=tile_overlap,
+            tile_margin=tile_margin,
+            tile_nms_iou=tile_nms_iou,
         )
         self.scales = scale_specs(list(scales))
         self.valid_ranges = parse_ranges([list(r) for r in valid_ranges], len(self.scales))
-        if not 0 <= tile_overlap < tile_size:
-            raise ValueError(f"need 0 <= tile_overlap ({tile_overlap}) < tile_size ({tile_size})")
-        if max_pixels and tile_size * tile_size > max_pixels:
-            raise ValueError(f"tile_size**2 = {tile_size**2} exceeds max_pixels = {max_pixels}")
-        self.max_pixels = int(max_pixels) if max_pixels else 0
-        self.tile_size, self.tile_overlap = int(tile_size), int(tile_overlap)
-        self.tile_margin, self.tile_nms_iou = float(tile_margin), float(tile_nms_iou)
 
     @classmethod
     def from_config(cls, cfg: Any, model: nn.Module, **overrides: Any) -> MultiScaleInference:
@@ -138,7 +114,6 @@ class MultiScaleInference(InferenceRunner):
             **runner_kwargs_from_config(cfg),
             "scales": parse_scale_list(cfg.SNIPER.TEST_SCALES),
             "valid_ranges": parse_valid_ranges(cfg.SNIPER.TEST_VALID_RANGES),
-            "tile_nms_iou": cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST,
         }
         kwargs.update(overrides)
         return cls(model, **kwargs)
@@ -146,20 +121,12 @@ class MultiScaleInference(InferenceRunner):
     def scale_inputs(
         self, s: int, image_sizes: Sequence[tuple[int, int]], previous: ScaleOutputs | None = None
     ) -> list[NetworkInput]:
-        """The network inputs (whole canvas, or tiles when it has more than ``max_pixels``
-        pixels) of every image at scale ``s``; ``previous`` is not used."""
+        """The whole canvas of every image at scale ``s`` (the runner tiles those above
+        ``max_pixels``); ``previous`` is not used."""
         inputs = []
         for i, size in enumerate(image_sizes):
             factor = scale_factor(self.scales[s], size)
-            canvas = scaled_size(size, factor)
-            if self.max_pixels and canvas[0] * canvas[1] > self.max_pixels:
-                tiles = tile_boxes(canvas, self.tile_size, self.tile_overlap)
-            else:
-                tiles = np.array([[0, 0, canvas[1], canvas[0]]], dtype=np.int64)
-            inputs += [
-                NetworkInput(i, factor, tuple(int(v) for v in t), canvas, self.tile_margin)
-                for t in tiles
-            ]
+            inputs.append(whole_canvas(i, factor, scaled_size(size, factor)))
         return inputs
 
     @torch.no_grad()
@@ -173,4 +140,4 @@ class MultiScaleInference(InferenceRunner):
             scales), ``pixels_per_scale`` list[int] and ``inputs_per_scale`` list[int]
             (network inputs: 1, or the number of tiles).
         """
-        return self.run(images, self.valid_ranges, self.scale_inputs, dedup_iou=self.tile_nms_iou)
+        return self.run(images, self.valid_ranges, self.scale_inputs)

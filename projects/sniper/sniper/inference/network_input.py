@@ -28,6 +28,10 @@ class NetworkInput:
         canvas_size: ``(height, width)`` of the whole canvas (canvas px).
         cut_margin: a detection whose edge comes closer than this (input px) to an edge of the
             window that is not a canvas edge is dropped: its object is cut by the window.
+        tile_margin: for a tile, the margin (input px) of its edges that lie inside
+            ``parent_box`` (``sniper.inference.tiling``).
+        parent_box: for a tile, the canvas window (canvas px) it was cut from; ``None`` for an
+            input that is not a tile.
     """
 
     image_index: int
@@ -35,6 +39,8 @@ class NetworkInput:
     canvas_box: tuple[int, int, int, int]
     canvas_size: tuple[int, int]
     cut_margin: float = 0.0
+    tile_margin: float = 0.0
+    parent_box: tuple[int, int, int, int] | None = None
 
     @property
     def area(self) -> int:
@@ -53,6 +59,27 @@ class NetworkInput:
         x1, y1, x2, y2 = self.canvas_box
         height, width = self.canvas_size
         return x1 > 0, y1 > 0, x2 < width, y2 < height
+
+    @property
+    def is_tile(self) -> bool:
+        """True when the input is a tile of a larger window (``parent_box``)."""
+        return self.parent_box is not None
+
+    @property
+    def edge_margins(self) -> tuple[float, float, float, float]:
+        """Cut margin (input px) of each edge (left, top, right, bottom): 0 at a canvas edge,
+        ``tile_margin`` at an edge inside ``parent_box``, ``cut_margin`` otherwise."""
+        parent = self.parent_box or self.canvas_box
+        inside = (
+            self.canvas_box[0] > parent[0],
+            self.canvas_box[1] > parent[1],
+            self.canvas_box[2] < parent[2],
+            self.canvas_box[3] < parent[3],
+        )
+        return tuple(  # type: ignore[return-value]
+            (self.tile_margin if tile_edge else self.cut_margin) if inner else 0.0
+            for inner, tile_edge in zip(self.inner_edges, inside, strict=True)
+        )
 
     @property
     def window_img(self) -> np.ndarray:

@@ -4,15 +4,18 @@ Every inference engine (SNIPER multi-scale inference and tiling, the AutoFocus c
 ``InferenceRunner`` that only chooses the network inputs of each scale (``NetworkInput``:
 whole canvases, tiles, FocusChips of the previous scale). Everything else happens here, once:
 
-1. **Cut and batch.** The inputs of a scale (all images) are cut from the original images with
-   ``sniper.image_ops.cut_chip`` (the one resize rule) and batched in order while the padded
-   batch area ``n * H_max * W_max`` (sides rounded up to 32) stays within
-   ``max_pixels_per_batch``; a larger input runs alone. Outputs come back as numpy.
-2. **Inner-edge cut.** A detection whose edge is closer than the input's ``cut_margin``
-   (input px) to a window edge that is not a canvas edge is dropped (``cut_by_inner_edges``):
-   its object is cut by the window.
+1. **Tile, cut and batch.** An input of more than ``max_pixels`` pixels is replaced by its
+   tiles (``sniper.inference.tiling.tile_input``), so the memory of a model call is bounded
+   whatever the image or chip size. The inputs of a scale (all images) are cut from the
+   original images with ``sniper.image_ops.cut_chip`` (the one resize rule) and batched in
+   order while the padded batch area ``n * H_max * W_max`` (sides rounded up to 32) stays
+   within ``max_pixels_per_batch``; a larger input runs alone. Outputs come back as numpy.
+2. **Inner-edge cut.** A detection whose edge is closer than the input's margin for that
+   edge (``NetworkInput.edge_margins``, input px) to a window edge that is not a canvas edge
+   is dropped (``cut_by_inner_edges``): its object is cut by the window.
 3. **Back to the image.** Boxes are mapped to image px with ``sniper.structures.chip_to_image``.
-4. **Per scale**, per image: optional de-duplication of overlapping inputs (per-class NMS),
+4. **Per scale**, per image: de-duplication of overlapping tiles (per-class NMS at
+   ``tile_nms_iou``, only for an image that was tiled at that scale),
    clipping to the image, and the valid-range filter ``chipping.scales.in_range`` on the box
    size ``chipping.scales.box_sizes`` (image px, half-open ``[lo, hi)``).
 5. **Finish.** All scales are merged per class with soft-NMS or NMS
@@ -38,6 +41,7 @@ from sniper.structures import chip_to_image
 
 from .network_input import NetworkInput
 from .soft_nms import merge_detections
+from .tiling import default_tile_size, tile_input
 
 __all__ = [
     "InferenceRunner",
@@ -69,28 +73,29 @@ def batch_by_pixels(inputs: Sequence[NetworkInput], max_pixels: int) -> Iterator
 
 
 def cut_by_inner_edges(boxes_input: np.ndarray, inp: NetworkInput) -> np.ndarray:
-    """bool ``(N,)``: detections (float ``(N, 4)`` XYXY input px) closer than
-    ``inp.cut_margin`` to an edge of the window that is not a canvas edge."""
+    """bool ``(N,)``: detections (float ``(N, 4)`` XYXY input px) closer than the edge's
+    margin (``inp.edge_margins``) to an edge of the window that is not a canvas edge."""
     b = np.asarray(boxes_input).reshape(-1, 4)
     x1, y1, x2, y2 = inp.canvas_box
     width, height = x2 - x1, y2 - y1
-    margin = inp.cut_margin
-    left, top, right, bottom = inp.inner_edges
+    left, top, right, bottom = inp.edge_margins
+    inner_left, inner_top, inner_right, inner_bottom = inp.inner_edges
     cut = np.zeros(len(b), dtype=bool)
-    if left:
-        cut |= b[:, 0] < margin
-    if top:
-        cut |= b[:, 1] < margin
-    if right:
-        cut |= b[:, 2] > width - margin
-    if bottom:
-        cut |= b[:, 3] > height - margin
+    if inner_left:
+        cut |= b[:, 0] < left
+    if inner_top:
+        cut |= b[:, 1] < top
+    if inner_right:
+        cut |= b[:, 2] > width - right
+    if inner_bottom:
+        cut |= b[:, 3] > height - bottom
     return cut
 
 
 def runner_kwargs_from_config(cfg: Any) -> dict[str, Any]:
     """The shared keywords of every runner: SNIPER.TEST_NMS / SOFT_NMS_SIGMA / NMS_IOU /
-    SOFT_NMS_MIN_SCORE / DETECTIONS_PER_IMAGE, INPUT.FORMAT and MODEL.DEVICE."""
+    SOFT_NMS_MIN_SCORE / DETECTIONS_PER_IMAGE, INPUT.FORMAT, MODEL.DEVICE and
+    MODEL.ROI_HEADS.NMS_THRESH_TEST (tile de-duplication)."""
     return {
         "merge": cfg.SNIPER.TEST_NMS,
         "sigma": cfg.SNIPER.SOFT_NMS_SIGMA,
@@ -99,6 +104,7 @@ def runner_kwargs_from_config(cfg: Any) -> dict[str, Any]:
         "top_k": cfg.SNIPER.DETECTIONS_PER_IMAGE,
         "input_format": cfg.INPUT.FORMAT,
         "device": cfg.MODEL.DEVICE,
+        "tile_nms_iou": cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST,
     }
 
 
@@ -144,6 +150,16 @@ class InferenceRunner:
             and to the model (no conversion happens here).
         max_pixels_per_batch: padded pixel budget of one model call.
         device: where inputs go (default: the device of the model's first parameter, or CPU).
+        max_pixels: inputs with more pixels are tiled (``sniper.inference.tiling``); ``None``
+            (default): ``max_pixels_per_batch``; ``0``: never tile (memory then grows with
+            the image or chip).
+        tile_size: tile side (canvas px); ``None``: the largest multiple of 32 up to 2048
+            whose square fits ``max_pixels``; ``tile_size ** 2 <= max_pixels``.
+        tile_overlap: overlap of neighbouring tiles (canvas px), ``0 <= overlap <
+            tile_size``; ``None``: ``tile_size // 4``.
+        tile_margin: tile detections this close (input px) to an edge inside the tiled
+            window are cut.
+        tile_nms_iou: per-class NMS threshold de-duplicating the tiles of an image at a scale.
     """
 
     #: extra model outputs kept as numpy, with the hint given when the model lacks one
@@ -161,6 +177,11 @@ class InferenceRunner:
         input_format: str = "RGB",
         max_pixels_per_batch: int = 8_000_000,
         device: str | torch.device | None = None,
+        max_pixels: int | None = None,
+        tile_size: int | None = None,
+        tile_overlap: int | None = None,
+        tile_margin: float = 4.0,
+        tile_nms_iou: float = 0.5,
     ) -> None:
         if merge not in ("soft", "nms"):
             raise ValueError(f'merge must be "soft" or "nms", got {merge!r}')
@@ -172,10 +193,37 @@ class InferenceRunner:
         self.merge, self.sigma, self.nms_iou = merge, float(sigma), float(nms_iou)
         self.min_score, self.top_k, self.input_format = float(min_score), int(top_k), input_format
         self.max_pixels_per_batch = int(max_pixels_per_batch)
+        self.max_pixels = self.max_pixels_per_batch if max_pixels is None else int(max_pixels)
+        if self.max_pixels < 0:
+            raise ValueError(f"max_pixels must be >= 0 (0 = never tile), got {max_pixels}")
+        if tile_size is None:
+            tile_size = default_tile_size(self.max_pixels) if self.max_pixels else 2048
+        if int(tile_size) < 1:
+            raise ValueError(f"tile_size must be >= 1, got {tile_size}")
+        if tile_overlap is None:
+            tile_overlap = int(tile_size) // 4
+        if not 0 <= tile_overlap < tile_size:
+            raise ValueError(f"need 0 <= tile_overlap ({tile_overlap}) < tile_size ({tile_size})")
+        if self.max_pixels and tile_size * tile_size > self.max_pixels:
+            raise ValueError(
+                f"tile_size**2 = {tile_size**2} exceeds max_pixels = {self.max_pixels}"
+            )
+        self.tile_size, self.tile_overlap = int(tile_size), int(tile_overlap)
+        self.tile_margin, self.tile_nms_iou = float(tile_margin), float(tile_nms_iou)
         if device is None:
             param = next(iter(model.parameters()), None)
             device = param.device if param is not None else "cpu"
         self.device = torch.device(device)
+
+    def tile_inputs(self, inputs: Sequence[NetworkInput]) -> list[NetworkInput]:
+        """``inputs`` with every input above ``max_pixels`` replaced by its tiles."""
+        return [
+            tile
+            for inp in inputs
+            for tile in tile_input(
+                inp, self.max_pixels, self.tile_size, self.tile_overlap, self.tile_margin
+            )
+        ]
 
     def forward_inputs(
         self, images: Sequence[np.ndarray], inputs: Sequence[NetworkInput], caches: Sequence[dict]
@@ -232,8 +280,8 @@ class InferenceRunner:
             parts: the detections of each input of the image at this scale (image px).
             image_size: ``(height, width)`` to clip to.
             valid_range: the scale's half-open ``[lo, hi)`` box-size range (image px).
-            dedup_iou: per-class NMS threshold applied when the image had several inputs at
-                this scale (overlapping tiles); ``None``: none.
+            dedup_iou: per-class NMS threshold applied across the parts (overlapping tiles);
+                ``None``: none.
         """
         boxes = np.concatenate([p[0] for p in parts]).reshape(-1, 4).astype(np.float32)
         scores = np.concatenate([p[1] for p in parts]).astype(np.float32).reshape(-1)
@@ -263,7 +311,6 @@ class InferenceRunner:
         images: Sequence[np.ndarray],
         valid_ranges: Sequence[Sequence[float]],
         choose_inputs: InputChooser,
-        dedup_iou: float | None = None,
         on_scale: Callable[[int, ScaleOutputs], None] | None = None,
     ) -> list[dict[str, Any]]:
         """Run every scale and merge (module doc).
@@ -272,8 +319,8 @@ class InferenceRunner:
             images: uint8 ``(H, W, 3)`` arrays in ``input_format`` order.
             valid_ranges: S half-open ``[lo, hi)`` ranges (image px), one per scale.
             choose_inputs: ``(scale index, image sizes, previous ScaleOutputs or None)`` ->
-                the inputs of that scale (may be empty).
-            dedup_iou: see ``scale_detections``.
+                the inputs of that scale (may be empty); inputs above ``max_pixels`` are
+                tiled before they run, and ``ScaleOutputs`` holds the tiles.
             on_scale: called with ``(s, ScaleOutputs)`` after each scale (engine records).
 
         Returns:
@@ -291,9 +338,9 @@ class InferenceRunner:
         self.model.eval()
         try:
             for s, valid_range in enumerate(valid_ranges):
-                inputs = choose_inputs(s, sizes, previous)
+                inputs = self.tile_inputs(choose_inputs(s, sizes, previous))
                 previous = ScaleOutputs(inputs, self.forward_inputs(images, inputs, caches))
-                self._record(states, sizes, previous, valid_range, dedup_iou)
+                self._record(states, sizes, previous, valid_range)
                 if on_scale is not None:
                     on_scale(s, previous)
         finally:
@@ -306,10 +353,10 @@ class InferenceRunner:
         sizes: list[tuple[int, int]],
         scale: ScaleOutputs,
         valid_range: Sequence[float],
-        dedup_iou: float | None,
     ) -> None:
         """Append one scale's pixels, input counts and kept detections to every image."""
         parts: list[list[Detections]] = [[] for _ in states]
+        tiled = [False] * len(states)
         for st in states:
             st.pixels.append(0)
             st.inputs.append(0)
@@ -318,9 +365,11 @@ class InferenceRunner:
             st.pixels[-1] += inp.area
             st.inputs[-1] += 1
             parts[inp.image_index].append(self.input_detections(inp, out))
+            tiled[inp.image_index] |= inp.is_tile
         for i, st in enumerate(states):
             if parts[i]:
-                st.kept.append(self.scale_detections(parts[i], sizes[i], valid_range, dedup_iou))
+                dedup = self.tile_nms_iou if tiled[i] else None
+                st.kept.append(self.scale_detections(parts[i], sizes[i], valid_range, dedup))
 
     def _finish(self, st: _ImageState) -> dict[str, Any]:
         """Cross-scale merge, class ids and pixel accounting of one image."""

@@ -41,30 +41,109 @@ def canvas_window(
     return cx1, cy1, cx2, cy2
 
 
+def _overlaps(a: Sequence[float], b: Sequence[float]) -> bool:
+    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
+
+
+def _union(a: Sequence[float], b: Sequence[float]) -> list[float]:
+    return [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
+
+
+def _area(a: Sequence[float]) -> float:
+    return (a[2] - a[0]) * (a[3] - a[1])
+
+
+def _ring(outer: Sequence[float], inner: Sequence[float]) -> list[list[float]]:
+    """``outer`` minus ``inner`` (``inner`` inside ``outer``) as up to 4 rectangles."""
+    x1, y1, x2, y2 = outer
+    a1, b1, a2, b2 = inner
+    parts = [[x1, y1, a1, y2], [a2, y1, x2, y2], [a1, y1, a2, b1], [a1, b2, a2, y2]]
+    return [p for p in parts if p[2] > p[0] and p[3] > p[1]]
+
+
+class _Grid:
+    """Disjoint rectangles (``boxes``: id -> XYXY) indexed by the square buckets of side
+    ``cell`` that they cover. A rectangle absorbed into another is dropped from ``boxes`` only
+    (its bucket entries go stale and are skipped); a growing union keeps its id and is added
+    to the buckets of the area it gains."""
+
+    def __init__(self, cell: float) -> None:
+        self.cell = cell
+        self.buckets: dict[tuple[int, int], set[int]] = {}
+        self.boxes: dict[int, list[float]] = {}
+
+    def _keys(self, box: Sequence[float]) -> list[tuple[int, int]]:
+        c = self.cell
+        x0, y0 = math.floor(box[0] / c), math.floor(box[1] / c)
+        xs = range(x0, max(math.ceil(box[2] / c), x0 + 1))
+        ys = range(y0, max(math.ceil(box[3] / c), y0 + 1))
+        return [(x, y) for y in ys for x in xs]
+
+    def overlapping(self, regions: Sequence[Sequence[float]], box: Sequence[float]) -> set[int]:
+        """Ids of the stored rectangles in the buckets of ``regions`` that overlap ``box``."""
+        found: set[int] = set()
+        for region in regions:
+            for key in self._keys(region):
+                for i in self.buckets.get(key, ()):
+                    if i in self.boxes and i not in found and _overlaps(self.boxes[i], box):
+                        found.add(i)
+        return found
+
+    def cover(self, key_id: int, regions: Sequence[Sequence[float]]) -> None:
+        """Add ``key_id`` to the buckets of ``regions``."""
+        for region in regions:
+            for key in self._keys(region):
+                self.buckets.setdefault(key, set()).add(key_id)
+
+    def insert(self, key_id: int, box: list[float]) -> None:
+        """Store ``box``, absorbing every stored rectangle its growing union overlaps."""
+        hits = self.overlapping([box], box)
+        base_id, base = key_id, box
+        self.boxes[key_id] = box
+        self.cover(key_id, [box])
+        while hits:
+            union = base
+            for hit in hits:
+                union = _union(union, self.boxes[hit])
+            largest = max(hits, key=lambda i: _area(self.boxes[i]))
+            if _area(self.boxes[largest]) > _area(base):  # grow the largest in place
+                base_id, base = largest, self.boxes[largest]
+            for i in {*hits, key_id} - {base_id}:
+                self.boxes.pop(i, None)
+            # anything else that overlaps the union lies in the area the base gains
+            gained = _ring(union, base)
+            self.boxes[base_id] = base = union
+            self.cover(base_id, gained)
+            hits = self.overlapping(gained, union) - {base_id}
+            key_id = base_id
+
+
 def merge_overlapping(rects: np.ndarray) -> np.ndarray:
     """Replace rectangles that overlap (positive-area intersection) by their union, until
     none overlap.
 
+    The result of that rule is unique (it does not depend on the order of the unions), so
+    the rectangles are inserted one at a time into a set of disjoint ones: an inserted
+    rectangle absorbs every stored one it overlaps, as often as the growing union meets
+    more. Stored rectangles are found through square buckets (side: the median rectangle
+    side) and a union is searched only in the area it gains, so the cost grows with the
+    number of rectangles and with the area their unions cover in buckets (at most the image
+    area over the squared median chip side), not with the square of their number.
+
     Args:
-        rects: float `(K, 4)` XYXY.
+        rects: float `(K, 4)` XYXY, finite.
 
     Returns:
         float32 `(K', 4)`, `K' <= K`, sorted by (y1, x1, y2, x2).
     """
-    boxes = [list(map(float, r)) for r in np.asarray(rects, np.float64).reshape(-1, 4)]
-    merged = True
-    while merged:
-        merged = False
-        for i in range(len(boxes)):
-            for j in range(i + 1, len(boxes)):
-                a, b = boxes[i], boxes[j]
-                if min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1]):
-                    boxes[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
-                    del boxes[j]
-                    merged = True
-                    break
-            if merged:
-                break
-    out = np.asarray(boxes, np.float32).reshape(-1, 4)
+    boxes = np.asarray(rects, np.float64).reshape(-1, 4)
+    if not np.isfinite(boxes).all():
+        raise ValueError("merge_overlapping: rects must be finite")
+    sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    cell = float(np.median(sides)) if len(boxes) else 1.0
+    grid = _Grid(cell if cell > 0 else 1.0)
+    for key_id, row in enumerate(boxes.tolist()):
+        grid.insert(key_id, row)
+    out = np.asarray(list(grid.boxes.values()), np.float32).reshape(-1, 4)
     order = np.lexsort((out[:, 2], out[:, 3], out[:, 0], out[:, 1]))
     return out[order]

@@ -131,6 +131,22 @@ def random_calls(rng: np.random.Generator) -> list[Callable[[], object]]:
         m = (rng.random((int(rng.integers(0, 40)), int(rng.integers(0, 40)))) ** 4).astype(
             np.float32
         )
+        if rng.random() < 0.002:  # a large adversarial map, any dilation / minimum size
+            h, w = (int(v) for v in rng.integers(1, 1025, 2))
+            big = np.zeros((h, w), np.float32)
+            pattern = int(rng.integers(0, 4))
+            if pattern == 0:
+                big[::2, ::2] = 1  # every other cell: one rectangle each
+            elif pattern == 1:
+                big[(np.add.outer(np.arange(h), np.arange(w)) % 2) == 0] = 1  # checkerboard
+            elif pattern == 2:
+                big[:, ::2] = 1  # stripes
+            else:
+                big[:] = rng.random((h, w), np.float32)
+            side = max(h, w)
+            planner.focus_chips(
+                big, 0.5, int(rng.integers(0, side + 1)), int(rng.integers(1, side + 1))
+            )
         rects = planner.focus_chips(m, float(rng.random()), int(rng.integers(0, 5)), 4)
         planner.focus_chips_batch([m, m.T], 0.5, 1, int(rng.integers(0, 8)))
         return planner.focus_chips_to_image(rects, 16, float(rng.uniform(0.1, 3)), size)

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from sniper.data.catalog import DatasetCatalog, MetadataCatalog
-from sniper.data.coco import _clip_and_filter
+from sniper.data.coco_fields import _clip_and_filter
 
 __all__ = ["VOC_CLASS_NAMES", "load_voc_instances", "read_voc_xml", "register_pascal_voc"]
 

@@ -1,14 +1,8 @@
 """Inference over a dataset and COCO box AP (detectron2's `inference_on_dataset` and
 `COCOEvaluator`).
 
-`inference_on_dataset(inference, records, evaluator)` reads every record's image and runs an
-*inference engine* on it: any callable mapping a list of ``(H, W, 3)`` images to detections
-in original-image pixels with the number of network-input pixels it processed (SNIPER's
-`sniper.inference.MultiScaleInference`, one scale of it, or AutoFocus's cascade). Records are
-split across processes (`records[rank::world_size]`), with a progress bar (or a log line
-every 50 images without a terminal) on rank 0. An image that cannot be read, or whose size
-differs from its record's (its boxes are in the record's frame), is skipped with a warning
-and counted (``speed/skipped_images``); its ground truth is left out of the evaluation.
+`inference_on_dataset` (and the `DatasetEvaluator` interface) live in
+`sniper.engine.inference_loop` and are re-exported here.
 
 `COCOEvaluator.evaluate` gathers the detections on rank 0, writes
 `coco_instances_results.json` and runs pycocotools' COCOeval against the ground truth *of the
@@ -31,12 +25,10 @@ import contextlib
 import io
 import logging
 import os
-import time
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-import torch
 from fvcore.common.config import CfgNode
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -45,11 +37,11 @@ from torch import Tensor
 from sniper.data.catalog import MetadataCatalog
 from sniper.image_ops import read_image as load_image
 from sniper.output_files import atomic_write_json
-from sniper.progress import track
 
-from .coco_ground_truth import coco_from_ground_truth, read_test_image, record_ground_truth
+from .coco_ground_truth import coco_from_ground_truth, record_ground_truth
 from .detection_caps import COCO_MAX_DETS, bbox_task_name, warn_dense_image
-from .launch import all_gather, get_rank, get_world_size, is_main_process
+from .inference_loop import DatasetEvaluator, inference_on_dataset
+from .launch import all_gather, is_main_process
 from .voc_evaluation import PascalVOCEvaluator
 
 __all__ = [
@@ -66,16 +58,6 @@ logger = logging.getLogger(__name__)
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 RESULTS_FILE = "coco_instances_results.json"
-
-
-class DatasetEvaluator(Protocol):
-    """What `inference_on_dataset` needs of an evaluator (detectron2's interface)."""
-
-    def reset(self) -> None: ...
-
-    def process(self, records: Sequence[dict], outputs: Sequence[dict[str, Tensor]]) -> None: ...
-
-    def evaluate(self) -> dict[str, dict[str, float]]: ...
 
 
 class COCOEvaluator:
@@ -268,89 +250,3 @@ def build_evaluator(
         f"dataset '{dataset_name}': metadata evaluator_type = {kind!r} has no evaluator; "
         'known: "coco", "pascal_voc"'
     )
-
-
-def inference_on_dataset(
-    inference: Callable[[list[np.ndarray]], list[dict[str, Any]]],
-    records: Sequence[dict],
-    evaluator: DatasetEvaluator,
-    *,
-    input_format: str = "RGB",
-) -> dict[str, dict[str, float]]:
-    """Run ``inference`` on this process's share of ``records`` and evaluate.
-
-    Args:
-        inference: maps ``[image]`` (uint8 ``(H, W, 3)`` in ``input_format``) to one dict
-            per image with ``boxes`` (N, 4) XYXY original-image px, ``scores`` (N,),
-            ``classes`` (N,) contiguous 0..C-1 and ``pixels`` (int, network-input pixels
-            processed); optionally ``pixels_per_scale`` (list of int).
-        records: dataset records (file_name, image_id, height, width, ...).
-        evaluator: receives the detections.
-        input_format: channel order the images are read in.
-
-    Returns:
-        The evaluator's results plus "speed": {"images_per_s", "input_pixels",
-        "pixels_per_image", "images" (evaluated), "skipped_images" (unreadable, or of
-        another size than their record: warned about and left out of the evaluation), and
-        "pixels_scale<k>" per scale when reported} (summed over all processes); {} on
-        ranks > 0.
-    """
-    shard = list(records)[get_rank() :: get_world_size()]
-    name = getattr(evaluator, "dataset_name", "dataset")
-    evaluator.reset()
-    pixels, per_scale, skipped, start = 0, [], 0, time.perf_counter()
-    with torch.no_grad():
-        for record in track(shard, desc=f"evaluate {name}", enabled=is_main_process()):
-            image = read_test_image(record, input_format, name)
-            if image is None:
-                skipped += 1
-                continue
-            out = inference([image])[0]
-            pixels += int(out["pixels"])
-            for k, px in enumerate(out.get("pixels_per_scale", [])):
-                per_scale += [0] * (k + 1 - len(per_scale))
-                per_scale[k] += int(px)
-            labels = torch.as_tensor(out["classes"]).long() + 1
-            evaluator.process(
-                [record],
-                [
-                    {
-                        "boxes": torch.as_tensor(out["boxes"]),
-                        "scores": torch.as_tensor(out["scores"]),
-                        "labels": labels,
-                    }
-                ],
-            )
-    seconds = time.perf_counter() - start
-    stats = all_gather((len(shard) - skipped, pixels, seconds, per_scale, skipped))
-    results = evaluator.evaluate()
-    if not is_main_process():
-        return {}
-    images = sum(s[0] for s in stats)
-    slowest = max(s[2] for s in stats)
-    total = float(sum(s[1] for s in stats))
-    speed = {
-        "images_per_s": images / slowest if slowest > 0 else 0.0,
-        "input_pixels": total,
-        "pixels_per_image": total / max(images, 1),
-        "images": float(images),
-        "skipped_images": float(sum(s[4] for s in stats)),
-    }
-    for k in range(max(len(s[3]) for s in stats)):
-        speed[f"pixels_scale{k}"] = float(sum(s[3][k] for s in stats if k < len(s[3])))
-    results["speed"] = speed
-    logger.info(
-        "inference on %d images: %.2f images/s, %.4g input pixels per image",
-        images,
-        speed["images_per_s"],
-        speed["pixels_per_image"],
-    )
-    if speed["skipped_images"]:
-        logger.warning(
-            "%s: %d images skipped (unreadable or of another size than their record); the "
-            "results cover the other %d",
-            name,
-            int(speed["skipped_images"]),
-            images,
-        )
-    return results

@@ -9,11 +9,14 @@ is canvas px ``(x1, y1)`` of ``canvas_box``. Hence ``input = image * f - (x1, y1
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-__all__ = ["NetworkInput", "whole_canvas"]
+__all__ = ["NetworkInput", "batch_by_pixels", "whole_canvas"]
 
 
 @dataclass(frozen=True)
@@ -96,3 +99,21 @@ def whole_canvas(image_index: int, factor: float, canvas_size: tuple[int, int]) 
     """The input that is the whole canvas of ``(height, width)`` canvas px."""
     height, width = (int(v) for v in canvas_size)
     return NetworkInput(image_index, float(factor), (0, 0, width, height), (height, width))
+
+
+def batch_by_pixels(inputs: Sequence[NetworkInput], max_pixels: int) -> Iterator[list[Any]]:
+    """Consecutive groups of ``inputs`` whose batch, padded to the largest member rounded up
+    to /32, holds at most ``max_pixels`` pixels (a single larger input forms its own batch)."""
+    batch: list[NetworkInput] = []
+    max_h = max_w = 0
+    for inp in inputs:
+        x1, y1, x2, y2 = inp.canvas_box
+        in_h, in_w = math.ceil((y2 - y1) / 32) * 32, math.ceil((x2 - x1) / 32) * 32
+        h, w = max(max_h, in_h), max(max_w, in_w)
+        if batch and (len(batch) + 1) * h * w > max_pixels:
+            yield batch
+            batch, h, w = [], in_h, in_w
+        batch.append(inp)
+        max_h, max_w = h, w
+    if batch:
+        yield batch

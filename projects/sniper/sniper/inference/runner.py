@@ -25,21 +25,18 @@ whole canvases, tiles, FocusChips of the previous scale). Everything else happen
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torchvision.ops import batched_nms
 
-from chipping.scales import box_sizes, in_range
 from sniper.image_ops import check_image, cut_chip
-from sniper.structures import chip_to_image
 
-from .network_input import NetworkInput
+from .detections import Detections, cut_by_inner_edges, input_detections, scale_detections
+from .network_input import NetworkInput, batch_by_pixels
 from .soft_nms import merge_detections
 from .tiling import default_tile_size, tile_input
 
@@ -50,46 +47,6 @@ __all__ = [
     "cut_by_inner_edges",
     "runner_kwargs_from_config",
 ]
-
-Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes (N, 4), scores (N,), labels (N,)
-
-
-def batch_by_pixels(inputs: Sequence[NetworkInput], max_pixels: int) -> Iterator[list[Any]]:
-    """Consecutive groups of ``inputs`` whose batch, padded to the largest member rounded up
-    to /32, holds at most ``max_pixels`` pixels (a single larger input forms its own batch)."""
-    batch: list[NetworkInput] = []
-    max_h = max_w = 0
-    for inp in inputs:
-        x1, y1, x2, y2 = inp.canvas_box
-        in_h, in_w = math.ceil((y2 - y1) / 32) * 32, math.ceil((x2 - x1) / 32) * 32
-        h, w = max(max_h, in_h), max(max_w, in_w)
-        if batch and (len(batch) + 1) * h * w > max_pixels:
-            yield batch
-            batch, h, w = [], in_h, in_w
-        batch.append(inp)
-        max_h, max_w = h, w
-    if batch:
-        yield batch
-
-
-def cut_by_inner_edges(boxes_input: np.ndarray, inp: NetworkInput) -> np.ndarray:
-    """bool ``(N,)``: detections (float ``(N, 4)`` XYXY input px) closer than the edge's
-    margin (``inp.edge_margins``) to an edge of the window that is not a canvas edge."""
-    b = np.asarray(boxes_input).reshape(-1, 4)
-    x1, y1, x2, y2 = inp.canvas_box
-    width, height = x2 - x1, y2 - y1
-    left, top, right, bottom = inp.edge_margins
-    inner_left, inner_top, inner_right, inner_bottom = inp.inner_edges
-    cut = np.zeros(len(b), dtype=bool)
-    if inner_left:
-        cut |= b[:, 0] < left
-    if inner_top:
-        cut |= b[:, 1] < top
-    if inner_right:
-        cut |= b[:, 2] > width - right
-    if inner_bottom:
-        cut |= b[:, 3] > height - bottom
-    return cut
 
 
 def runner_kwargs_from_config(cfg: Any) -> dict[str, Any]:
@@ -260,50 +217,10 @@ class InferenceRunner:
             res[key] = out[key].detach().float().cpu().numpy()
         return res
 
-    @staticmethod
-    def input_detections(inp: NetworkInput, out: dict[str, np.ndarray]) -> Detections:
-        """One input's detections, inner-edge cut applied, boxes in image px (not clipped)."""
-        keep = ~cut_by_inner_edges(out["boxes"], inp)
-        boxes_img = chip_to_image(out["boxes"][keep], inp.canvas_box, inp.factor)
-        return boxes_img, out["scores"][keep], out["labels"][keep]
-
-    @staticmethod
-    def scale_detections(
-        parts: Sequence[Detections],
-        image_size: tuple[int, int],
-        valid_range: Sequence[float],
-        dedup_iou: float | None = None,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """The detections an image keeps from one scale (CPU tensors).
-
-        Args:
-            parts: the detections of each input of the image at this scale (image px).
-            image_size: ``(height, width)`` to clip to.
-            valid_range: the scale's half-open ``[lo, hi)`` box-size range (image px).
-            dedup_iou: per-class NMS threshold applied across the parts (overlapping tiles);
-                ``None``: none.
-        """
-        boxes = np.concatenate([p[0] for p in parts]).reshape(-1, 4).astype(np.float32)
-        scores = np.concatenate([p[1] for p in parts]).astype(np.float32).reshape(-1)
-        labels = np.concatenate([p[2] for p in parts]).astype(np.int64).reshape(-1)
-        if dedup_iou is not None and len(parts) > 1:
-            keep = batched_nms(
-                torch.from_numpy(boxes),
-                torch.from_numpy(scores),
-                torch.from_numpy(labels),
-                float(dedup_iou),
-            )
-            keep = torch.sort(keep).values.numpy()
-            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        height, width = image_size
-        boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
-        boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
-        ok = in_range(box_sizes(boxes), float(valid_range[0]), float(valid_range[1]))
-        return (
-            torch.from_numpy(boxes[ok]),
-            torch.from_numpy(scores[ok]),
-            torch.from_numpy(labels[ok]),
-        )
+    #: one input's detections, inner-edge cut, in image px (``detections.input_detections``)
+    input_detections = staticmethod(input_detections)
+    #: what an image keeps from one scale (``detections.scale_detections``)
+    scale_detections = staticmethod(scale_detections)
 
     @torch.no_grad()
     def run(

@@ -125,12 +125,13 @@ def test_resume_nothing_readable_and_missing_named_file(data, tmp_path):
 
 @pytest.mark.slow
 def test_resume_after_num_classes_change_is_refused(data, tmp_path):
+    # the run was trained with 4 classes; the dataset (and now the config) has 2
     out = tmp_path / "run"
-    _save_checkpoint(out, "model_final")
-    proc = _run([*data, "--resume", *OPTS, "MODEL.NUM_CLASSES", "4", "OUTPUT_DIR", str(out)])
+    _save_checkpoint(out, "model_final", "MODEL.NUM_CLASSES", "4")
+    proc = _run([*data, "--resume", *OPTS, "OUTPUT_DIR", str(out)])
     line = _one_error_line(proc)
     assert line.startswith(f"error: checkpoint {out / 'model_final.pth'} does not fit this model")
-    assert "roi_heads.box_predictor.bbox_pred.bias has shape (12,), model (20,)" in line
+    assert "roi_heads.box_predictor.bbox_pred.bias has shape (20,), model (12,)" in line
     assert f"run without --resume and with MODEL.WEIGHTS {out / 'model_final.pth'}" in line
 
 

@@ -34,6 +34,8 @@ OPTS = [
     "2",
     "SOLVER.MAX_ITER",
     "2",
+    "SOLVER.STEPS",  # within MAX_ITER: no warning line on stderr
+    "(1,)",
     "MODEL.RPN.POST_NMS_TOPK_TEST",
     "100",
 ]

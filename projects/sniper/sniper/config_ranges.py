@@ -114,13 +114,17 @@ def _check_ranges(cfg: Any) -> None:
             _fail(key, value, "every entry must be > 0")
 
 
+_WARNED_STEPS: set[tuple[tuple[int, ...], int]] = set()
+
+
 def _check_steps(cfg: Any) -> None:
     steps, max_iter = cfg.SOLVER.STEPS, cfg.SOLVER.MAX_ITER
     for step in steps:
         if isinstance(step, bool) or not isinstance(step, int) or step < 1:
             _fail("SOLVER.STEPS", steps, "entries must be iterations (integers >= 1)")
     late = [s for s in steps if s > max_iter]
-    if late:
+    if late and (tuple(steps), max_iter) not in _WARNED_STEPS:  # once per process
+        _WARNED_STEPS.add((tuple(steps), max_iter))
         logger.warning(
             "SOLVER.STEPS %s: %s are beyond SOLVER.MAX_ITER = %d and never happen",
             list(steps),

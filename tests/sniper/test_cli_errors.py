@@ -347,3 +347,19 @@ def test_unreachable_dist_url_through_train_net(tmp_path: Path) -> None:
         "machine 0 first, check the host and port, or wait longer with --rendezvous-timeout "
         "SECONDS or SNIPER_RENDEZVOUS_TIMEOUT"
     ]
+
+
+def test_steps_beyond_max_iter_warn_once_and_are_kept(caplog: pytest.LogCaptureFixture) -> None:
+    # detectron2's rule: a step past MAX_ITER never happens (a shortened test run), not an
+    # error; the warning is given once per process, not at every load of the same config
+    opts = ["SOLVER.MAX_ITER", "7", "SOLVER.STEPS", "(5, 11)"]
+    with caplog.at_level("WARNING"):
+        first = setup_cfg("", opts)
+        setup_cfg("", opts)
+    assert first.SOLVER.STEPS == (5, 11)
+    warnings = [r.getMessage() for r in caplog.records if "SOLVER.STEPS" in r.getMessage()]
+    assert warnings == [
+        "SOLVER.STEPS [5, 11]: [11] are beyond SOLVER.MAX_ITER = 7 and never happen"
+    ]
+    with pytest.raises(ConfigError, match="SOLVER.STEPS"):
+        setup_cfg("", ["SOLVER.STEPS", "(0,)"])

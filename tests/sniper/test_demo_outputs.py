@@ -426,3 +426,24 @@ def test_visualize_cli_main_skips_fifo_and_missing(tmp_path, caplog, alarm) -> N
     assert f"skipping {missing}: no such file" in caplog.text
     assert "1 images drawn" in caplog.text and "2 skipped" in caplog.text
     assert os.listdir(tmp_path / "out") == ["good_autofocus.png"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--confidence", "nan"], "--confidence nan: must be a score in [0, 1]"),
+        (["--confidence", "1.5"], "--confidence 1.5: must be a score in [0, 1]"),
+        (["--tile-size", "0"], "--tile-size 0: must be >= 32"),
+        (["--max-pixels", "-1"], "--max-pixels -1: must be >= 0"),
+        (["--tile-overlap", "-4"], "--tile-overlap -4: must be >= 0"),
+    ],
+)
+def test_demo_numeric_flags_are_checked_first(
+    flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    argv = ["--input", str(tmp_path / "x.png"), "--output", str(tmp_path / "out"), *flags]
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main(argv)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+    assert not (tmp_path / "out").exists()  # nothing done before the check

@@ -179,3 +179,11 @@ def test_cli_module_entry_point(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == STATS
     assert json.loads(Path(out).read_text()) == _expected()
+
+
+def test_cli_missing_folder_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    missing = tmp_path / "no_images"
+    assert main([str(missing), str(tmp_path), str(tmp_path / "out.json")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {missing}: No such file or directory\n"
+    assert not (tmp_path / "out.json").exists()

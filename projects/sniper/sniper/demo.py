@@ -99,6 +99,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def check_flags(args: argparse.Namespace) -> None:
+    """One ``error:`` line (exit 2) for a numeric flag out of its range: ``--confidence`` in
+    [0, 1], ``--max-pixels >= 0`` (0 = never tile), ``--tile-size >= 32``,
+    ``0 <= --tile-overlap`` (below the tile size, checked by the engine)."""
+    if not 0.0 <= args.confidence <= 1.0:  # NaN fails both comparisons
+        exit_with_error(f"--confidence {args.confidence}: must be a score in [0, 1]")
+    for flag, value, low in (
+        ("--max-pixels", args.max_pixels, 0),
+        ("--tile-size", args.tile_size, 32),
+        ("--tile-overlap", args.tile_overlap, 0),
+    ):
+        if value is not None and value < low:
+            exit_with_error(f"{flag} {value}: must be >= {low}")
+
+
 def _result_rows(path: str, out: dict, to_dataset_id: dict[int, int]) -> list[dict]:
     """The COCO-style ``results.json`` rows of one image (module docstring)."""
     stem = os.path.splitext(os.path.basename(path))[0]
@@ -130,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """``main``'s body (a user's mistake is one ``error: ...`` line, `sniper.cli_errors`)."""
+    check_flags(args)
     skipped: list[str] = []
     try:
         paths = list_image_files(args.input, skipped)
@@ -149,7 +165,13 @@ def _run(args: argparse.Namespace) -> int:
         )
         if v is not None
     }
-    predictor = SniperPredictor(cfg, input_format="BGR", **overrides)
+    try:
+        predictor = SniperPredictor(cfg, input_format="BGR", **overrides)
+    except ValueError as err:
+        if not overrides:
+            raise
+        flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in overrides.items())
+        exit_with_error(f"{flags}: {err}")
     class_names, to_dataset_id = dataset_labels(cfg.DATASETS.TEST)
     results_path = os.path.join(args.output, RESULTS_FILE)
     try:

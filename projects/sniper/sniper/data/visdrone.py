@@ -224,7 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
     )
-    stats = convert_visdrone_to_coco(args.image_dir, args.annotation_dir, args.output_json)
+    try:
+        stats = convert_visdrone_to_coco(args.image_dir, args.annotation_dir, args.output_json)
+    except (OSError, ValueError) as err:  # a missing folder, a malformed txt line
+        named = isinstance(err, OSError) and err.filename is not None
+        reason = f"{err.filename}: {err.strerror}" if named else err
+        print(f"error: {' '.join(str(reason).split())}", file=sys.stderr)
+        return 2
     print(json.dumps(stats, sort_keys=True))
     return 0
 

@@ -39,6 +39,9 @@ class ChipSpec:
         negative: True for negative chips (mined from proposals).
         flip: whether the mapper flips this chip horizontally (drawn by the seeded sampler).
         chip_id: id of the chip within its epoch (position in the epoch's plan).
+        segmentations: the masks of ``boxes``, row by row, in image px and compact form
+            (polygons, RLE dict or None each; `sniper.data.chip_masks`), or None when the
+            record has no ``segmentations``.
     """
 
     image_index: int
@@ -55,6 +58,7 @@ class ChipSpec:
     negative: bool = False
     flip: bool = False
     chip_id: int = 0
+    segmentations: tuple | None = field(default=None, repr=False)
 
     @property
     def width(self) -> int:

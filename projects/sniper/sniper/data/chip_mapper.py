@@ -2,7 +2,9 @@
 
 A chip is cut with the project's one resize rule (``sniper.image_ops.cut_chip``), then flipped
 if its spec says so (image, valid boxes and ignore boxes together) and padded at the
-right/bottom to ``chip_size`` with ``pad_value``.
+right/bottom to ``chip_size`` with ``pad_value``. With ``with_masks`` the masks of the chip's
+valid boxes are made by the one mask rule (`sniper.data.chip_masks.chip_masks`: the box map,
+then the same flip) and padded with zeros.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import torch
 from sniper.image_ops import ImageReadError, cut_chip, read_image
 from sniper.structures import ChipSpec, flip_boxes
 
+from .chip_masks import chip_masks
+
 logger = logging.getLogger("sniper.data")
 
 
@@ -26,15 +30,23 @@ class ChipMapper:
         input_format: channel order of the output images ("RGB" or "BGR").
         pad_value: per-channel value of the padding, in ``input_format`` order (the pixel
             mean, so padding is ~0 after normalization).
+        with_masks: also make ``masks`` for every chip (its specs must carry
+            ``segmentations``, i.e. the records must have them); off by default, so that
+            box-only training pays nothing.
 
     Output per chip: image uint8 tensor ``(3, chip_size, chip_size)``; target dict with
     ``boxes`` float32 ``(V, 4)`` and ``ignore_boxes`` float32 ``(G, 4)`` in chip px,
     ``labels`` int64 ``(V,)`` in 1..C (0 is background), ``valid_range`` float32 ``(2,)`` in
-    chip px, ``image_index``, ``scale_index``.
+    chip px, ``image_index``, ``scale_index``; with ``with_masks`` also ``masks`` uint8
+    ``(V, chip_size, chip_size)`` in chip px, row ``i`` the mask of ``boxes[i]`` (ignore
+    boxes get none; a box without a mask gets zeros).
     """
 
     def __init__(
-        self, input_format: str = "RGB", pad_value: Sequence[float] = (124.0, 116.0, 104.0)
+        self,
+        input_format: str = "RGB",
+        pad_value: Sequence[float] = (124.0, 116.0, 104.0),
+        with_masks: bool = False,
     ) -> None:
         if input_format not in ("RGB", "BGR"):
             raise ValueError(f"input_format must be 'RGB' or 'BGR', got {input_format!r}")
@@ -42,6 +54,9 @@ class ChipMapper:
         self.pad_value = np.clip(np.round(np.asarray(pad_value, np.float64)), 0, 255)
         if self.pad_value.shape != (3,):
             raise ValueError(f"pad_value must have 3 entries, got {pad_value!r}")
+        if type(with_masks) is not bool:
+            raise ValueError(f"with_masks must be True or False, got {with_masks!r}")
+        self.with_masks = with_masks
 
     def map_chip(
         self, image: np.ndarray, spec: ChipSpec, canvas_cache: dict | None = None
@@ -65,7 +80,30 @@ class ChipMapper:
             "image_index": spec.image_index,
             "scale_index": spec.scale_index,
         }
+        if self.with_masks:
+            target["masks"] = torch.from_numpy(self._masks(spec))
         return torch.from_numpy(out).permute(2, 0, 1).contiguous(), target
+
+    @staticmethod
+    def _masks(spec: ChipSpec) -> np.ndarray:
+        """uint8 ``(V, chip_size, chip_size)`` masks of the spec's valid boxes, zero-padded."""
+        if spec.segmentations is None:
+            raise ValueError(
+                f"{spec.file_name}: masks were asked for (with_masks=True) but the record has "
+                "no 'segmentations' (a dataset without masks)"
+            )
+        if len(spec.segmentations) != len(spec.boxes):
+            raise ValueError(
+                f"{spec.file_name}: chip {spec.chip_id} has {len(spec.segmentations)} "
+                f"segmentations for {len(spec.boxes)} boxes"
+            )
+        masks = chip_masks(
+            spec.segmentations, spec.canvas_box, spec.factor, spec.image_size, spec.flip
+        )
+        k = spec.chip_size
+        out = np.zeros((len(masks), k, k), np.uint8)
+        out[:, : masks.shape[1], : masks.shape[2]] = masks
+        return out
 
     def map_batch(
         self, specs: Sequence[ChipSpec]

@@ -40,7 +40,9 @@ class ChipSampler:
     """Plans the training chips of a dataset, epoch by epoch.
 
     Args:
-        records: dataset records (``file_name, height, width, boxes, classes, crowd_boxes``).
+        records: dataset records (``file_name, height, width, boxes, classes, crowd_boxes``;
+            optional ``segmentations``, one per box, carried to each chip's valid boxes as
+            ``ChipSpec.segmentations``).
         scales, valid_ranges, chip_size, stride: as ``chipping.plan_positive_chips``.
         jitter: stride jitter and random tie order, re-drawn every epoch.
         min_box_size: chip px; clipped boxes thinner than this are removed.
@@ -98,6 +100,12 @@ class ChipSampler:
             ]
         )
         self._num_gt = np.array([len(g) for g in gt], np.int64)
+        for i, r in enumerate(self.records):
+            if "segmentations" in r and len(r["segmentations"]) != len(gt[i]):
+                raise ValueError(
+                    f"record {i} ({r['file_name']}): {len(r['segmentations'])} segmentations "
+                    f"for {len(gt[i])} boxes"
+                )
         self.proposals = None
         if proposals is not None:
             if len(proposals) != len(self.records):
@@ -181,6 +189,7 @@ class ChipSampler:
             rec = self.records[i]
             vi, vb = assign.valid(k)
             _, gb = assign.ignore(k)
+            segms = rec.get("segmentations")
             chips.append(
                 ChipSpec(
                     image_index=i,
@@ -197,6 +206,7 @@ class ChipSampler:
                     negative=bool(negative[k]),
                     flip=bool(self.flip and flips[k]),
                     chip_id=k,
+                    segmentations=None if segms is None else tuple(segms[j] for j in vi.tolist()),
                 )
             )
         return chips

@@ -14,6 +14,12 @@ Record (one dict per kept image, exactly these keys):
 - ``areas`` float32 (N,), ``crowd_areas`` float32 (M,): each annotation's ``area`` (COCO's
   object area, which the evaluation's small / medium / large ranges use), or the area
   ``w * h`` of its clipped box when the json has none.
+- ``segmentations`` list (N,), only when at least one kept non-crowd annotation of the json
+  has a mask (then in every record): each box's ``segmentation`` in its compact json form,
+  image px, never decoded (`sniper.data.chip_masks.check_segmentation`): a list of flat
+  ``[x, y, ...]`` polygons (those under 3 points left out), an RLE dict (``counts`` str or
+  list, ``size`` [height, width]) or None (no mask). Crowd masks are not kept: crowd
+  annotations stay ignore regions (``crowd_boxes``).
 
 Annotations keep their json order within an image; images keep their json order.
 
@@ -33,7 +39,10 @@ the first rule it breaks, in this order):
 
 Field rules: ``iscrowd`` (default 0) must be 0, 1, true or false and ``area`` (default:
 the clipped box's ``w * h``) a finite number >= 0; anything else (``"yes"``, ``"0"``, 2,
-null) -> ``ValueError`` naming the file, the annotation id and the value.
+null) -> ``ValueError`` naming the file, the annotation id and the value. The same holds for
+the ``segmentation`` of a kept non-crowd box: not a list or dict, a polygon of odd length,
+not numbers or with NaN/inf, an RLE whose ``size`` is not the image's ``[height, width]`` or
+whose ``counts`` are neither a string nor run lengths summing to ``height * width``.
 
 Image rules: duplicate image id -> ``ValueError`` naming the id; missing/invalid ``height``
 or ``width`` (must be a positive integer) -> ``ValueError`` naming the image id; missing
@@ -77,6 +86,7 @@ from .coco_fields import (
     _R_TINY,
     _clip_and_filter,
     _gather_annotations,
+    _kept_segmentations,
     _parse_categories,
     _parse_images,
 )
@@ -183,7 +193,7 @@ def load_coco_json(
     image_index.update({img["image_id"]: i for i, img in enumerate(images)})
 
     dropped: Counter = Counter()
-    img_idx, classes, bbox_xywh, is_crowd, ann_ids, areas = _gather_annotations(
+    img_idx, classes, bbox_xywh, is_crowd, ann_ids, areas, segms = _gather_annotations(
         data["annotations"], image_index, cat_to_contiguous, json_file, dropped
     )
     del data
@@ -205,12 +215,18 @@ def load_coco_json(
     pos_ann_ids, crowd_boxes = ann_ids[pos_order], boxes_img[crowd_order]
     pos_areas, crowd_areas = areas[pos_order], areas[crowd_order]
     crowd_classes = classes[crowd_order]
+    pos_segms = _kept_segmentations(
+        json_file, segms, pos_order, ann_ids, heights[img_idx], widths[img_idx]
+    )
+    del segms
     for i, img in enumerate(images):
         p0, p1, c0, c1 = pos_bounds[i], pos_bounds[i + 1], crowd_bounds[i], crowd_bounds[i + 1]
         img["boxes"], img["classes"] = pos_boxes[p0:p1], pos_classes[p0:p1]
         img["crowd_boxes"], img["ann_ids"] = crowd_boxes[c0:c1], pos_ann_ids[p0:p1]
         img["areas"], img["crowd_areas"] = pos_areas[p0:p1], crowd_areas[c0:c1]
         img["crowd_classes"] = crowd_classes[c0:c1]
+        if pos_segms is not None:
+            img["segmentations"] = pos_segms[p0:p1]
 
     line = _summary(
         json_file,

@@ -2,7 +2,8 @@
 
 The rules (numbered as in the `sniper.data.coco` docstring): image entries (id, height,
 width, file name), categories (id, name), the annotation fields ``iscrowd`` and ``area``,
-schema rules 1-3 (bbox, image id, category id) and the vectorized geometry rules 4-7.
+schema rules 1-3 (bbox, image id, category id), the vectorized geometry rules 4-7 and the
+``segmentation`` check of the kept boxes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
+
+from .chip_masks import check_segmentation
 
 # Reasons in the order they are checked and reported ("unknown category <id>" sits at 3).
 _R_BBOX, _R_IMAGE = "malformed bbox", "unknown image"
@@ -97,12 +100,13 @@ def _gather_annotations(
     cat_to_contiguous: dict[int, int],
     json_file: str,
     dropped: Counter,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, list]:
     """One pass over the annotations: schema rules 1-3; the geometry is left to numpy.
 
     Returns (image_idx int64 (K,), classes int64 (K,), bbox_xywh float64 (K, 4),
-    is_crowd bool (K,), ann_ids int64 (K,), areas float64 (K,), NaN where missing) for the K
-    annotations passing rules 1-3.
+    is_crowd bool (K,), ann_ids int64 (K,), areas float64 (K,), NaN where missing,
+    segmentations: list of K raw ``segmentation`` values, None where missing; unchecked) for
+    the K annotations passing rules 1-3.
     """
     img_idx: list[int] = []
     classes: list[int] = []
@@ -110,6 +114,7 @@ def _gather_annotations(
     crowd: list[bool] = []
     ann_ids: list[int] = []
     areas: list[float] = []
+    segms: list = []
     for k, ann in enumerate(annotations):
         if not isinstance(ann, dict) or type(ann.get("id")) is not int:
             raise ValueError(f"{json_file}: annotation #{k} has no integer 'id': {ann!r}")
@@ -139,6 +144,7 @@ def _gather_annotations(
         crowd.append(is_crowd)
         ann_ids.append(ann["id"])
         areas.append(area)
+        segms.append(ann.get("segmentation"))
     return (
         np.asarray(img_idx, dtype=np.int64),
         np.asarray(classes, dtype=np.int64),
@@ -146,6 +152,7 @@ def _gather_annotations(
         np.asarray(crowd, dtype=bool),
         np.asarray(ann_ids, dtype=np.int64),
         np.asarray(areas, dtype=np.float64),
+        segms,
     )
 
 
@@ -180,3 +187,34 @@ def _clip_and_filter(
             dropped[reason] += int(count.sum())
     n_clipped = int((keep & (clipped != raw).any(axis=1)).sum())
     return clipped, keep, n_clipped
+
+
+def _kept_segmentations(
+    json_file: str,
+    segms: list,
+    order: np.ndarray,
+    ann_ids: np.ndarray,
+    heights: np.ndarray,
+    widths: np.ndarray,
+) -> list | None:
+    """The checked segmentations of the annotations ``order`` (the kept non-crowd boxes).
+
+    Args:
+        segms: the raw ``segmentation`` of every gathered annotation (K entries).
+        order: int64 (N,) indices into ``segms`` of the kept boxes, in record order.
+        ann_ids: int64 (K,); heights, widths: int (K,) size of each annotation's image.
+    Returns:
+        N entries (`sniper.data.chip_masks.check_segmentation`: None, polygons or an RLE
+        dict), or None when none of them has a mask (the json has no masks).
+    Raises:
+        ValueError: naming the file, the annotation id and the problem.
+    """
+    out = []
+    for k in order.tolist():
+        try:
+            out.append(check_segmentation(segms[k], (int(heights[k]), int(widths[k]))))
+        except ValueError as e:
+            raise ValueError(
+                f"{json_file}: annotation id {int(ann_ids[k])} has a malformed segmentation: {e}"
+            ) from None
+    return out if any(s is not None for s in out) else None

@@ -195,14 +195,14 @@ def test_build_split_idempotent(tmp_path, monkeypatch: pytest.MonkeyPatch) -> No
     def fail(seed: int, canvas: int):
         raise AssertionError("a complete cache must not be regenerated")
 
-    monkeypatch.setattr(synthetic, "render_image", fail)
+    monkeypatch.setattr(synthetic, "render_instances", fail)
     assert build_split(TINY, tmp_path) == (json_file, image_root)
     assert os.stat(json_file).st_mtime_ns == mtime
 
 
 def test_build_split_atomic_and_rebuilds(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    real = synthetic.render_image
+    real = synthetic.render_instances
 
     def crash_on_third(seed: int, canvas: int):
         calls.append(seed)
@@ -210,13 +210,13 @@ def test_build_split_atomic_and_rebuilds(tmp_path, monkeypatch: pytest.MonkeyPat
             raise RuntimeError("simulated crash")
         return real(seed, canvas)
 
-    monkeypatch.setattr(synthetic, "render_image", crash_on_third)
+    monkeypatch.setattr(synthetic, "render_instances", crash_on_third)
     with pytest.raises(RuntimeError, match="simulated crash"):
         build_split(TINY, tmp_path)
     json_file = tmp_path / TINY.name / "instances.json"
     assert not json_file.exists()  # incomplete: no json
     assert not _leftovers(tmp_path)
-    monkeypatch.setattr(synthetic, "render_image", real)
+    monkeypatch.setattr(synthetic, "render_instances", real)
     build_split(TINY, tmp_path)
     assert json_file.exists()
     # a missing image or a changed split definition invalidates the cache

@@ -10,6 +10,10 @@ On-disk layout of a split: ``<root>/<split.name>/images/000000.jpg ...`` (file n
 index) and ``<root>/<split.name>/instances.json``, written last and atomically; its
 ``info.synthetic`` entry records the generator version and the split definition, so a
 cache built by a different generator or split definition is rebuilt.
+
+Version history: 1 = boxes only; 2 = the same pixels and boxes (bit-identical for a seed)
+plus each annotation's exact instance mask as COCO RLE ``segmentation`` (version-1 caches
+are rebuilt on first use).
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from tqdm import tqdm
 
 from .catalog import DatasetCatalog, MetadataCatalog
 from .coco import load_coco_json
-from .synthetic_render import SYNTHETIC_CLASSES, render_image
+from .patch_rle import patch_to_rle
+from .synthetic_render import SYNTHETIC_CLASSES, render_image, render_instances
 
 __all__ = [
     "SYNTHETIC_CLASSES",
@@ -40,12 +45,14 @@ __all__ = [
     "default_cache_root",
     "register_synthetic_datasets",
     "render_image",
+    "render_instances",
     "render_seed",
     "split_paths",
 ]
 
-#: Bump whenever the rendered pixels or boxes change: existing caches are then rebuilt.
-SYNTHETIC_VERSION = 1
+#: Bump whenever the rendered pixels, boxes or the json's fields change: existing caches are
+#: then rebuilt. 2: annotations gained ``segmentation`` (COCO RLE of the glyph's pixels).
+SYNTHETIC_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -116,9 +123,17 @@ def _cache_complete(split: SyntheticSplit, json_file: str, image_root: str) -> b
 
 def _write_image(
     index: int, split: SyntheticSplit, image_root: str
-) -> tuple[int, np.ndarray, np.ndarray]:
-    """Render image ``index`` and write it as JPEG (atomically); return its annotations."""
-    image, boxes, classes = render_image(render_seed(split.seed, index), split.canvas)
+) -> tuple[int, np.ndarray, np.ndarray, list[dict]]:
+    """Render image ``index`` and write it as JPEG (atomically); return its annotations.
+
+    Returns ``(index, boxes, classes, rles)``: ``rles[i]`` is the compressed COCO RLE of
+    digit ``i``'s mask, encoded from its box-sized patch (no full-image array per instance).
+    """
+    image, boxes, classes, masks = render_instances(render_seed(split.seed, index), split.canvas)
+    rles = [
+        patch_to_rle(mask, int(x1), int(y1), split.canvas, split.canvas)
+        for mask, (x1, y1) in zip(masks, boxes[:, :2].tolist(), strict=True)
+    ]
     ok, buf = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
     if not ok:
         raise RuntimeError(f"JPEG encoding failed for image {index} of {split.name}")
@@ -127,7 +142,7 @@ def _write_image(
     with open(tmp, "wb") as f:
         f.write(buf.tobytes())
     os.replace(tmp, path)
-    return index, boxes, classes
+    return index, boxes, classes, rles
 
 
 def _init_worker() -> None:
@@ -135,20 +150,21 @@ def _init_worker() -> None:
 
 
 def _coco_dict(
-    split: SyntheticSplit, annotations: list[tuple[np.ndarray, np.ndarray]]
+    split: SyntheticSplit, annotations: list[tuple[np.ndarray, np.ndarray, list[dict]]]
 ) -> dict[str, Any]:
-    """COCO instances dict; ``annotations[i]`` = (boxes XYXY float32 (N, 4), classes (N,))."""
+    """COCO instances dict; ``annotations[i]`` = (boxes XYXY float32 (N, 4), classes (N,),
+    N compressed RLE dicts) of image ``i``."""
     images, anns = [], []
-    for index, (boxes, classes) in enumerate(annotations):
+    for index, (boxes, classes, rles) in enumerate(annotations):
         images.append(
             {"id": index + 1, "file_name": _file_name(index),
              "height": split.canvas, "width": split.canvas}
         )  # fmt: skip
-        for (x1, y1, x2, y2), cls in zip(boxes.tolist(), classes.tolist(), strict=True):
+        for (x1, y1, x2, y2), cls, rle in zip(boxes.tolist(), classes.tolist(), rles, strict=True):
             w, h = x2 - x1, y2 - y1
             anns.append(
                 {"id": len(anns) + 1, "image_id": index + 1, "category_id": int(cls) + 1,
-                 "bbox": [x1, y1, w, h], "area": w * h, "iscrowd": 0}
+                 "bbox": [x1, y1, w, h], "area": w * h, "iscrowd": 0, "segmentation": rle}
             )  # fmt: skip
     return {
         "info": {
@@ -189,7 +205,9 @@ def build_split(
     Writes JPEG (quality 95) images ``images/000000.jpg ...`` and then, atomically (temp
     file + ``os.replace``), the COCO instances json ``instances.json``: ``images`` (ids from
     1, in index order), ``annotations`` (ids from 1, in image then placement order; ``bbox``
-    ``[x, y, w, h]`` float px, ``area = w * h``, ``iscrowd`` 0) and ``categories`` (ids 1..10
+    ``[x, y, w, h]`` float px, ``area = w * h`` (the box area, not the mask's), ``iscrowd``
+    0, ``segmentation`` the exact glyph mask as compressed COCO RLE ``{"size": [H, W],
+    "counts": str}``, its set pixels' extent equal to the bbox) and ``categories`` (ids 1..10
     named "0".."9"). The json therefore exists only when the split is complete. Concurrent
     calls (e.g. several training processes) serialize on a lock file; the later ones find
     the cache complete.
@@ -217,13 +235,13 @@ def build_split(
             if num_workers > 0:
                 ctx = multiprocessing.get_context("spawn")
                 with ctx.Pool(num_workers, initializer=_init_worker) as pool:
-                    for index, boxes, classes in pool.imap_unordered(worker, range(len(results))):
-                        results[index] = (boxes, classes)
+                    for index, *annotations in pool.imap_unordered(worker, range(len(results))):
+                        results[index] = tuple(annotations)
                         bar.update()
             else:
                 for index in range(split.num_images):
-                    _, boxes, classes = worker(index)
-                    results[index] = (boxes, classes)
+                    _, *annotations = worker(index)
+                    results[index] = tuple(annotations)
                     bar.update()
         tmp = f"{json_file}.tmp{os.getpid()}"
         with open(tmp, "w", encoding="utf-8") as f:

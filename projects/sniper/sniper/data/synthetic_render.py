@@ -16,12 +16,18 @@ Layout, per 1024x1024 of canvas (counts scale linearly with ``canvas / 1024``):
 About 30% of glyphs are rotated by up to +-25 degrees, some are slightly defocused. No two
 glyphs (annotated or not) overlap: boxes are at least ``GAP`` px apart. Each glyph's colour
 contrasts with the mean of the background under it (dark on light or light on dark).
+
+Instance masks (``render_instances``): a digit's mask is exactly the set of pixels its glyph
+was painted on (its alpha > 0, i.e. >= ``ALPHA_THRESHOLD``), kept as a box-sized patch. Glyphs
+are painted in placement order, but since no two glyph boxes overlap (``GAP``) no pixel is
+painted twice: the masks of an image are disjoint and no painting-order rule is needed.
 """
 
 from __future__ import annotations
 
 import math
 from functools import cache
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -32,7 +38,9 @@ __all__ = [
     "BACKGROUND_IMAGES",
     "GAP",
     "SYNTHETIC_CLASSES",
+    "RenderedImage",
     "render_image",
+    "render_instances",
     "render_scene",
 ]
 
@@ -256,22 +264,37 @@ def _draw(image: np.ndarray, layout: _Layout, rng: np.random.Generator) -> None:
         roi += (colour.astype(np.float32) - roi) * weight
 
 
-def render_scene(
-    seed: int, canvas: int, flat_background: float | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Render one image; optionally on a flat grey background without noise.
+class RenderedImage(NamedTuple):
+    """One rendered image with its annotated digits (``N`` of them), in image px.
+
+    Attributes:
+        image: uint8 (canvas, canvas, 3) RGB.
+        boxes: float32 (N, 4) XYXY, exclusive right/bottom edge, tight around each digit's
+            painted pixels (integer-valued).
+        classes: int64 (N,) in 0..9, index into ``SYNTHETIC_CLASSES``.
+        masks: N bool arrays; ``masks[i]`` has shape ``(y2 - y1, x2 - x1)`` of ``boxes[i]``
+            and marks the pixels of the box that digit ``i``'s glyph was painted on; its
+            first/last rows and columns each hold a set pixel. Masks of an image are disjoint.
+    """
+
+    image: np.ndarray
+    boxes: np.ndarray
+    classes: np.ndarray
+    masks: tuple[np.ndarray, ...]
+
+
+def render_instances(seed: int, canvas: int, flat_background: float | None = None) -> RenderedImage:
+    """Render one image with its digits' boxes, classes and exact instance masks.
 
     Args:
         seed: non-negative integer; the image is a pure function of (seed, canvas).
         canvas: side of the square image in px (1024 or 2048 for the standard splits).
         flat_background: if given, a constant grey level in [0, 255] replaces the textured
-            background and no noise is added (for tests); boxes and classes are unchanged.
+            background and no noise is added (for tests); boxes, classes and masks are
+            unchanged.
 
     Returns:
-        image: uint8 (canvas, canvas, 3) RGB.
-        boxes: float32 (N, 4) XYXY in image px, exclusive right/bottom edge, tight around
-            each annotated digit's rendered pixels.
-        classes: int64 (N,) in 0..9, index into ``SYNTHETIC_CLASSES``.
+        A ``RenderedImage``; masks are box-sized patches, never full-image arrays.
     """
     if canvas < 128:
         raise ValueError(f"canvas must be at least 128 px, got {canvas}")
@@ -290,6 +313,28 @@ def render_scene(
     keep = np.array([label >= 0 for *_, label in layout.glyphs], dtype=bool)
     boxes = layout.boxes[keep].astype(np.float32).reshape(-1, 4)
     classes = np.array([g[3] for g in layout.glyphs if g[3] >= 0], dtype=np.int64)
+    masks = tuple(alpha > 0 for _, _, alpha, label in layout.glyphs if label >= 0)
+    return RenderedImage(image, boxes, classes, masks)
+
+
+def render_scene(
+    seed: int, canvas: int, flat_background: float | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Render one image; optionally on a flat grey background without noise.
+
+    Args:
+        seed: non-negative integer; the image is a pure function of (seed, canvas).
+        canvas: side of the square image in px (1024 or 2048 for the standard splits).
+        flat_background: if given, a constant grey level in [0, 255] replaces the textured
+            background and no noise is added (for tests); boxes and classes are unchanged.
+
+    Returns:
+        image: uint8 (canvas, canvas, 3) RGB.
+        boxes: float32 (N, 4) XYXY in image px, exclusive right/bottom edge, tight around
+            each annotated digit's rendered pixels.
+        classes: int64 (N,) in 0..9, index into ``SYNTHETIC_CLASSES``.
+    """
+    image, boxes, classes, _ = render_instances(seed, canvas, flat_background)
     return image, boxes, classes
 
 

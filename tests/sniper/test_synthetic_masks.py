@@ -152,3 +152,36 @@ def test_version1_cache_is_rebuilt_and_version2_reused(tmp_path, monkeypatch) ->
     monkeypatch.setattr(synthetic, "render_instances", fail)
     build_split(TINY, tmp_path)
     assert os.stat(json_file).st_mtime_ns == mtime
+
+
+def test_synthetic_masks_reach_the_chips_aligned_with_their_boxes(tmp_path) -> None:
+    """The joint: generator RLE -> COCO loader -> chip sampler -> mapper. At factors 1 and 2
+    a glyph's chip mask spans exactly its chip box when the chip holds the whole glyph, and
+    lies inside its box when the chip cuts it (the clipped box of a cut glyph can be larger
+    than what is left of the glyph)."""
+    import cv2
+
+    from sniper.data.chip_mapper import ChipMapper
+    from sniper.data.chip_sampler import ChipSampler
+    from sniper.data.coco import load_coco_json
+
+    json_file, image_root = build_split(TINY, tmp_path)
+    records = load_coco_json(json_file, image_root)
+    assert all(len(r["segmentations"]) == len(r["boxes"]) for r in records)
+    chips = ChipSampler(
+        records, [2.0, 1.0], [[-1, 40], [30, -1]], chip_size=256, stride=32, seed=0
+    ).epoch_chips(0)
+    mapper = ChipMapper(with_masks=True)
+    checked = 0
+    for chip in chips:
+        _, target = mapper.map_chip(cv2.imread(chip.file_name), chip)
+        for mask, box in zip(target["masks"].numpy(), target["boxes"].numpy(), strict=True):
+            ys, xs = np.nonzero(mask)
+            extent = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+            box = np.round(box).astype(int).tolist()
+            assert box[0] <= extent[0] < extent[2] <= box[2]
+            assert box[1] <= extent[1] < extent[3] <= box[3]
+            if box[0] > 0 and box[1] > 0 and box[2] < chip.width and box[3] < chip.height:
+                assert extent == box
+                checked += 1
+    assert checked > 20

@@ -25,36 +25,41 @@ __all__ = ["DEVICE_PATTERN", "RANGES", "validate_numbers"]
 logger = logging.getLogger(__name__)
 
 INF = math.inf
+_AT_LEAST_1 = (1, True, INF, False)  # counts, sizes: [1, inf)
+_AT_LEAST_0 = (0, True, INF, False)  # [0, inf)
+_POSITIVE = (0.0, False, INF, False)  # (0, inf)
+_UNIT = (0.0, True, 1.0, True)  # scores, fractions: [0, 1]
+_UNIT_OPEN = (0.0, True, 1.0, False)  # [0, 1)
 # key -> (low, low included, high, high included); absent keys (e.g. no SNIPER node) skip.
 RANGES: dict[str, tuple[float, bool, float, bool]] = {
-    "MODEL.NUM_CLASSES": (1, True, INF, False),
-    "MODEL.FPN.OUT_CHANNELS": (1, True, INF, False),
-    "MODEL.RPN.PRE_NMS_TOPK_TRAIN": (1, True, INF, False),
-    "MODEL.RPN.PRE_NMS_TOPK_TEST": (1, True, INF, False),
-    "MODEL.RPN.POST_NMS_TOPK_TRAIN": (1, True, INF, False),
-    "MODEL.RPN.POST_NMS_TOPK_TEST": (1, True, INF, False),
-    "MODEL.RPN.BATCH_SIZE_PER_IMAGE": (1, True, INF, False),
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE": (1, True, INF, False),
-    "MODEL.ROI_HEADS.SCORE_THRESH_TEST": (0.0, True, 1.0, True),
-    "MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE": (1, True, INF, False),
-    "MODEL.ROI_BOX_HEAD.FC_DIM": (1, True, INF, False),
-    "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION": (1, True, INF, False),
-    "MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO": (0, True, INF, False),
-    "DATALOADER.NUM_WORKERS": (0, True, INF, False),
-    "SOLVER.BASE_LR": (0.0, False, INF, False),
-    "SOLVER.MOMENTUM": (0.0, True, 1.0, False),
-    "SOLVER.WEIGHT_DECAY": (0.0, True, INF, False),
-    "SOLVER.IMS_PER_BATCH": (1, True, INF, False),
-    "SOLVER.MAX_ITER": (1, True, INF, False),
-    "SOLVER.GAMMA": (0.0, False, INF, False),
-    "SOLVER.WARMUP_ITERS": (0, True, INF, False),
-    "SOLVER.WARMUP_FACTOR": (0.0, True, 1.0, True),
-    "SOLVER.CHECKPOINT_PERIOD": (1, True, INF, False),
-    "SOLVER.CLIP_GRADIENTS.CLIP_VALUE": (0.0, False, INF, False),
-    "TEST.EVAL_PERIOD": (0, True, INF, False),
-    "SNIPER.MIN_BOX_SIZE": (0.0, True, INF, False),
-    "SNIPER.SOFT_NMS_MIN_SCORE": (0.0, True, 1.0, True),
-    "AUTOFOCUS.BORDER_DELTA": (0.0, True, INF, False),
+    "MODEL.NUM_CLASSES": _AT_LEAST_1,
+    "MODEL.FPN.OUT_CHANNELS": _AT_LEAST_1,
+    "MODEL.RPN.PRE_NMS_TOPK_TRAIN": _AT_LEAST_1,
+    "MODEL.RPN.PRE_NMS_TOPK_TEST": _AT_LEAST_1,
+    "MODEL.RPN.POST_NMS_TOPK_TRAIN": _AT_LEAST_1,
+    "MODEL.RPN.POST_NMS_TOPK_TEST": _AT_LEAST_1,
+    "MODEL.RPN.BATCH_SIZE_PER_IMAGE": _AT_LEAST_1,
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE": _AT_LEAST_1,
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST": _UNIT,
+    "MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE": _AT_LEAST_1,
+    "MODEL.ROI_BOX_HEAD.FC_DIM": _AT_LEAST_1,
+    "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION": _AT_LEAST_1,
+    "MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO": _AT_LEAST_0,
+    "DATALOADER.NUM_WORKERS": _AT_LEAST_0,
+    "SOLVER.BASE_LR": _POSITIVE,
+    "SOLVER.MOMENTUM": _UNIT_OPEN,
+    "SOLVER.WEIGHT_DECAY": _AT_LEAST_0,
+    "SOLVER.IMS_PER_BATCH": _AT_LEAST_1,
+    "SOLVER.MAX_ITER": _AT_LEAST_1,
+    "SOLVER.GAMMA": _POSITIVE,
+    "SOLVER.WARMUP_ITERS": _AT_LEAST_0,
+    "SOLVER.WARMUP_FACTOR": _UNIT,
+    "SOLVER.CHECKPOINT_PERIOD": _AT_LEAST_1,
+    "SOLVER.CLIP_GRADIENTS.CLIP_VALUE": _POSITIVE,
+    "TEST.EVAL_PERIOD": _AT_LEAST_0,
+    "SNIPER.MIN_BOX_SIZE": _AT_LEAST_0,
+    "SNIPER.SOFT_NMS_MIN_SCORE": _UNIT,
+    "AUTOFOCUS.BORDER_DELTA": _AT_LEAST_0,
 }
 # keys whose (nested) list entries must all be > 0
 POSITIVE_LISTS = (

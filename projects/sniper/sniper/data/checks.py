@@ -49,14 +49,9 @@ _ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 _SHOWN = 3
 
 
-def image_size(path: str) -> tuple[int, int]:
-    """``(height, width)`` of the image file ``path`` as ``sniper.image_ops.read_image``
-    returns it (after the EXIF orientation), read from the header when PIL knows the format,
-    else by decoding it with OpenCV.
-
-    Raises:
-        ImageReadError: naming ``path`` when it is missing or not an image.
-    """
+def _header_size(path: str) -> tuple[int, int] | None:
+    """``(height, width)`` from the header PIL reads (EXIF orientation applied), or None for a
+    format PIL does not know or a header it cannot parse (OpenCV decides then)."""
     try:
         with Image.open(path) as img:
             width, height = img.size
@@ -66,7 +61,20 @@ def image_size(path: str) -> tuple[int, int]:
     except FileNotFoundError:
         raise ImageReadError(f"cannot read image {path!r}: no such file") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        pass  # a format PIL does not know (or a broken header): let OpenCV decide
+        return None
+
+
+def image_size(path: str) -> tuple[int, int]:
+    """``(height, width)`` of the image file ``path`` as ``sniper.image_ops.read_image``
+    returns it (after the EXIF orientation), read from the header when PIL knows the format,
+    else by decoding it with OpenCV.
+
+    Raises:
+        ImageReadError: naming ``path`` when it is missing or not an image.
+    """
+    size = _header_size(path)
+    if size is not None:
+        return size
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
         raise ImageReadError(f"cannot read image {path!r}: missing, unreadable or corrupt")

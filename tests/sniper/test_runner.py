@@ -240,3 +240,56 @@ def test_untiled_inputs_of_an_image_are_not_deduplicated() -> None:
     (out,) = runner.run([np.zeros((80, 80, 3), np.uint8)], [(0.0, 1e9)], choose)
     assert out["boxes"].tolist() == [[16.0, 16.0, 24.0, 24.0]] * 2
     assert out["scores"].tolist() == pytest.approx([0.9, 0.9 * np.exp(-1 / 0.55)])
+
+
+class _BrightBox(torch.nn.Module):
+    """One detection per input: the bounding box of its pixels brighter than 127 (class 1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, images):
+        outs = []
+        for im in images:
+            ys, xs = torch.nonzero(im[0] > 127, as_tuple=True)
+            box = [[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]] if len(xs) else []
+            outs.append(
+                {
+                    "boxes": torch.tensor(box, dtype=torch.float32).reshape(-1, 4),
+                    "scores": torch.full((len(box),), 0.9),
+                    "labels": torch.ones(len(box), dtype=torch.int64),
+                }
+            )
+        return outs
+
+
+def test_tiles_seeing_the_same_object_are_deduplicated() -> None:
+    # a 16 px square lies whole in all 4 tiles (starts 0 and 36, margin 4): one detection
+    # survives the tile de-duplication; the soft-NMS merge alone would keep 4 (decayed)
+    image = np.zeros((100, 100, 3), np.uint8)
+    image[40:56, 40:56] = 255
+    runner = InferenceRunner(
+        _BrightBox(),
+        merge="soft",
+        top_k=0,
+        min_score=0.0,
+        max_pixels=64 * 64,
+        tile_size=64,
+        tile_overlap=28,
+        tile_margin=4,
+    )
+    (out,) = runner.run(
+        [image], [(0.0, 1e9)], lambda s, sizes, prev: [whole_canvas(0, 1.0, (100, 100))]
+    )
+    assert out["inputs_per_scale"] == [4]
+    assert out["boxes"].tolist() == [[40.0, 40.0, 56.0, 56.0]]
+    assert out["scores"].tolist() == pytest.approx([0.9])
+
+
+def test_tiling_defaults_follow_the_batch_budget() -> None:
+    default = InferenceRunner(_Recorder())
+    assert (default.max_pixels, default.tile_size, default.tile_overlap) == (8_000_000, 2048, 512)
+    small = InferenceRunner(_Recorder(), max_pixels_per_batch=100_000)
+    assert (small.max_pixels, small.tile_size, small.tile_overlap) == (100_000, 288, 72)
+    assert InferenceRunner(_Recorder(), max_pixels=0).max_pixels == 0  # never tile

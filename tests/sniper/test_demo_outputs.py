@@ -4,8 +4,8 @@ counted, exit 2 when nothing is readable, results kept on Ctrl-C.
 
 The subprocess twins (`slow`: each start imports torch) are in
 test_demo_outputs_subprocess.py; here the same cases run in-process (`main(argv)`), with an
-alarm so that a FIFO that blocks fails the test instead of hanging it. The detectors are tiny random-weight
-models (no weights file exists here)."""
+alarm so that a FIFO that blocks fails the test instead of hanging it. The detectors are
+tiny random-weight models (no weights file exists here)."""
 
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ class FocusChipMapper(ChipMapper):
         gt_boxes: per record (indexed by `ChipSpec.image_index`) float `(N_i, 4)` GT boxes
             in image px.
         crowd_boxes: per record float `(M_i, 4)` crowd regions in image px.
-        input_format, pad_value: as `ChipMapper`.
+        input_format, pad_value, with_masks: as `ChipMapper`.
     """
 
     def __init__(
@@ -61,8 +61,9 @@ class FocusChipMapper(ChipMapper):
         crowd_boxes: Sequence[np.ndarray],
         input_format: str = "RGB",
         pad_value: Sequence[float] = (124.0, 116.0, 104.0),
+        with_masks: bool = False,
     ) -> None:
-        super().__init__(input_format, pad_value)
+        super().__init__(input_format, pad_value, with_masks)
         if len(gt_boxes) != len(crowd_boxes):
             raise ValueError(
                 f"got {len(gt_boxes)} gt_boxes and {len(crowd_boxes)} crowd_boxes entries"
@@ -76,10 +77,11 @@ class FocusChipMapper(ChipMapper):
         records: Sequence[dict],
         input_format: str = "RGB",
         pad_value: Sequence[float] = (124.0, 116.0, 104.0),
+        with_masks: bool = False,
     ) -> FocusChipMapper:
         """From dataset records (`boxes`, optional `crowd_boxes`, image px)."""
         crowd = [r.get("crowd_boxes", np.zeros((0, 4), np.float32)) for r in records]
-        return cls([r["boxes"] for r in records], crowd, input_format, pad_value)
+        return cls([r["boxes"] for r in records], crowd, input_format, pad_value, with_masks)
 
     def map_chip(
         self, image: np.ndarray, spec: ChipSpec, canvas_cache: dict | None = None
@@ -102,12 +104,13 @@ def build_autofocus_train_loader(
     cfg: CfgNode, rank: int = 0, world_size: int = 1
 ) -> TrainChipLoader:
     """sniper's infinite, resumable chip loader (`sniper.data.build.build_train_loader`)
-    with a `FocusChipMapper` over the records of DATASETS.TRAIN."""
+    with a `FocusChipMapper` over the records of DATASETS.TRAIN (with masks when
+    MODEL.MASK_ON)."""
     return build_train_loader(
         cfg,
         rank,
         world_size,
         mapper_factory=lambda c, records: FocusChipMapper.from_records(
-            records, c.INPUT.FORMAT, pad_value(c)
+            records, c.INPUT.FORMAT, pad_value(c), bool(c.MODEL.MASK_ON)
         ),
     )

@@ -54,7 +54,7 @@ def _model_defaults(_C: CfgNode) -> None:
 
 
 def _head_defaults(_C: CfgNode) -> None:
-    """MODEL.RPN, MODEL.ROI_HEADS and MODEL.ROI_BOX_HEAD keys."""
+    """MODEL.RPN, MODEL.ROI_HEADS, MODEL.ROI_BOX_HEAD, MODEL.MASK_ON and MODEL.ROI_MASK_HEAD."""
     CN = type(_C)
     _C.MODEL.RPN = CN()  # region proposal network (IoU thresholds live in SNIPER.RPN_*)
     _C.MODEL.RPN.PRE_NMS_TOPK_TRAIN = 2000  # proposals kept per level before NMS, training (count)
@@ -84,6 +84,14 @@ def _head_defaults(_C: CfgNode) -> None:
     _C.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 7  # RoIAlign output side (cells)
     _C.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 2  # RoIAlign samples per cell side (count)
     _C.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS = [10.0, 10.0, 5.0, 5.0]  # box delta weights dx,dy,dw,dh
+
+    _C.MODEL.MASK_ON = False  # add the mask branch (instance masks on chips, COCO segm AP) (bool)
+    _C.MODEL.ROI_MASK_HEAD = CN()  # mask head on pooled RoI features (torchvision's Mask R-CNN)
+    _C.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION = 14  # RoIAlign output side; masks are 2x (cells)
+    _C.MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO = 2  # RoIAlign samples per cell side (count)
+    _C.MODEL.ROI_MASK_HEAD.NUM_CONV = 4  # 3x3 conv(+norm)+ReLU layers before the deconv (count)
+    _C.MODEL.ROI_MASK_HEAD.CONV_DIM = 256  # channels of each mask conv and of the deconv (channels)
+    _C.MODEL.ROI_MASK_HEAD.NORM = ""  # norm after each mask head conv: "" none | "BN"
 
 
 def _data_defaults(_C: CfgNode) -> None:

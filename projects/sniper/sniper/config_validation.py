@@ -167,6 +167,7 @@ def _validate_model(cfg: CfgNode) -> None:
     for key, value in (
         ("MODEL.FPN.NORM", m.FPN.NORM),
         ("MODEL.ROI_BOX_HEAD.NORM", m.ROI_BOX_HEAD.NORM),
+        ("MODEL.ROI_MASK_HEAD.NORM", m.ROI_MASK_HEAD.NORM),
     ):
         _check(value in HEAD_NORMS, key, value, 'must be "" (none) or "BN"')
     _check(m.RPN.CONV_DEPTH >= 1, "MODEL.RPN.CONV_DEPTH", m.RPN.CONV_DEPTH, "must be >= 1")

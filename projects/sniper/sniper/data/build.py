@@ -253,8 +253,9 @@ def pad_value(cfg) -> list[float]:
 
 
 def build_chip_mapper(cfg, records: Sequence[dict] | None = None) -> ChipMapper:
-    """The ``ChipMapper`` of ``cfg`` (``records`` unused; the signature of a mapper factory)."""
-    return ChipMapper(cfg.INPUT.FORMAT, pad_value(cfg))
+    """The ``ChipMapper`` of ``cfg``, with masks when MODEL.MASK_ON (``records`` unused; the
+    signature of a mapper factory)."""
+    return ChipMapper(cfg.INPUT.FORMAT, pad_value(cfg), with_masks=bool(cfg.MODEL.MASK_ON))
 
 
 def build_train_loader(

@@ -6,6 +6,7 @@ and raises ``ValueError`` with a one-line message when:
 - ``MODEL.NUM_CLASSES`` differs from the number of categories of a dataset (either way),
   naming both numbers and the dataset;
 - a dataset has no image;
+- ``MODEL.MASK_ON`` is set but a training dataset has no masks (no ``segmentations``);
 - the training set yields no chip in its first epoch (no box in any scale's valid range);
 - no image that has chips in the first epoch can be used (training), or no test image
   can be used: missing, unreadable, or of another size than its record's. The message
@@ -123,14 +124,21 @@ def check_num_classes(num_classes: int, dataset_name: str) -> None:
     )
 
 
-def _load(names: Sequence[str], key: str, num_classes: int) -> list[dict]:
-    """The records of ``names`` (one dataset at a time, to name the empty one)."""
+def _load(names: Sequence[str], key: str, num_classes: int, need_masks: bool = False) -> list[dict]:
+    """The records of ``names`` (one dataset at a time, to name the empty one); with
+    ``need_masks`` (MODEL.MASK_ON) every record must have ``segmentations``."""
     records: list[dict] = []
     for name in names:
         own = get_records([name])
         if not own:
             raise ValueError(f"dataset '{name}' ({key}) has no images")
         check_num_classes(num_classes, name)
+        if need_masks and not all("segmentations" in r for r in own):
+            raise ValueError(
+                f"MODEL.MASK_ON is set but dataset '{name}' ({key}) has no instance masks "
+                "(no 'segmentation' in its annotations): train with MODEL.MASK_ON False, or "
+                "on a dataset with masks"
+            )
         records += own
     return records
 
@@ -142,7 +150,7 @@ def _check_train(cfg: Any) -> None:
             "DATASETS.TRAIN is empty: name at least one registered dataset to train on "
             "(e.g. DATASETS.TRAIN \"('synthetic_digits_train',)\" or --register-coco)"
         )
-    records = _load(names, "DATASETS.TRAIN", cfg.MODEL.NUM_CLASSES)
+    records = _load(names, "DATASETS.TRAIN", cfg.MODEL.NUM_CLASSES, bool(cfg.MODEL.MASK_ON))
     seeded = cfg.clone()  # a negative SEED would draw (and log) a seed here
     seeded.defrost()
     seeded.SEED = max(int(cfg.SEED), 0)

@@ -99,7 +99,7 @@ def rpn_stage_config(cfg: CfgNode, chips_per_epoch: int) -> CfgNode:
 
     SOLVER.STEPS keep their position relative to SOLVER.MAX_ITER; the warm-up shrinks by the
     same ratio when the schedule is shorter (never grows); there is no evaluation (an RPN
-    has no classes to score).
+    has no classes to score) and no mask branch (MODEL.MASK_ON off: proposals need no masks).
     """
     s = cfg.SOLVER
     iters = rpn_iterations(cfg.SNIPER.NEG_RPN_EPOCHS, chips_per_epoch, s.IMS_PER_BATCH)
@@ -108,6 +108,7 @@ def rpn_stage_config(cfg: CfgNode, chips_per_epoch: int) -> CfgNode:
     out = cfg.clone()
     out.defrost()
     out.MODEL.META_ARCHITECTURE = _RPN_ARCH
+    out.MODEL.MASK_ON = False
     out.OUTPUT_DIR = os.path.join(cfg.OUTPUT_DIR, RPN_DIR)
     out.SNIPER.PROPOSALS_FILE = ""
     out.SOLVER.MAX_ITER = iters

@@ -10,11 +10,14 @@ Training targets, per image (all in the pixels of that input, i.e. chip px):
     labels       int64 (N,) classes 1..C (0 = background is never a GT label)
     ignore_boxes float32 (M, 4) optional, GT boxes of the wrong size for this chip's scale
     valid_range  float32 (2,) optional, [lo, hi) (half-open) box size sqrt(w*h) range in chip px
+    masks        uint8 (N, H, W) with MODEL.MASK_ON, row i the mask of boxes[i] (chip px)
 
 Outputs: in training a loss dict {"loss_objectness", "loss_rpn_box_reg", "loss_classifier",
-"loss_box_reg"}; in eval a list with one dict per image:
+"loss_box_reg"} (plus "loss_mask" with MODEL.MASK_ON); in eval a list with one dict per image:
 {"boxes" float (D, 4) XYXY input px, "scores" (D,), "labels" int64 (D,) in 1..C}
-(torchvision convention; subtract 1 for 0-based dataset ids).
+(torchvision convention; subtract 1 for 0-based dataset ids), plus with MODEL.MASK_ON
+"mask_patches" float32 (D, 28, 28), each detection's mask probabilities over its box
+(`sniper.modeling.mask_head`).
 """
 
 from __future__ import annotations
@@ -35,10 +38,14 @@ __all__ = ["SniperRCNN", "check_targets"]
 
 
 def check_targets(
-    targets: list[dict[str, Tensor]], num_images: int, num_classes: int | None = None
+    targets: list[dict[str, Tensor]],
+    num_images: int,
+    num_classes: int | None = None,
+    with_masks: bool = False,
 ) -> None:
     """Validate training targets (see module doc); labels must lie in 1..num_classes when
-    `num_classes` is given.
+    `num_classes` is given; with `with_masks` (a mask branch) each target needs `masks`
+    (V, H, W), row i the mask of boxes[i] (input px).
 
     Raises:
         ValueError: naming the image index and the offending field.
@@ -69,6 +76,19 @@ def check_targets(
         valid_range = t.get("valid_range")
         if valid_range is not None and valid_range.numel() != 2:
             raise ValueError(f"target {i}: valid_range must hold [lo, hi]")
+        if with_masks:
+            _check_masks(t, i)
+
+
+def _check_masks(target: dict[str, Tensor], i: int) -> None:
+    masks = target.get("masks")
+    if masks is None:
+        raise ValueError(f"target {i} has no 'masks' (MODEL.MASK_ON needs them in training)")
+    n = target["boxes"].shape[0]
+    if masks.dim() != 3 or masks.shape[0] != n:
+        raise ValueError(
+            f"target {i}: masks must be (V, H, W) with V = {n} boxes, got {tuple(masks.shape)}"
+        )
 
 
 @META_ARCH_REGISTRY.register()
@@ -129,7 +149,8 @@ class SniperRCNN(GeneralizedRCNN):
         if self.training:
             if targets is None:
                 raise ValueError("targets are required in training mode")
-            check_targets(targets, len(images), self.num_classes)
+            with_masks = bool(getattr(self.roi_heads, "has_mask", lambda: False)())
+            check_targets(targets, len(images), self.num_classes, with_masks)
         image_list, targets = self.transform(images, targets if self.training else None)
         return image_list, targets, self.backbone(image_list.tensors)
 

@@ -20,6 +20,8 @@ from fvcore.common.config import CfgNode
 from torch import Tensor, nn
 from torchvision.models.detection.image_list import ImageList
 
+from sniper.cli_errors import ConfigError
+
 from .backbone import build_backbone
 from .build import META_ARCH_REGISTRY
 from .detector import check_targets
@@ -49,7 +51,17 @@ class SniperRPN(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> SniperRPN:
-        """Build from MODEL.BACKBONE / FPN / RPN, MODEL.PIXEL_*, INPUT.FORMAT and SNIPER.*."""
+        """Build from MODEL.BACKBONE / FPN / RPN, MODEL.PIXEL_*, INPUT.FORMAT and SNIPER.*.
+
+        Raises:
+            ConfigError: MODEL.MASK_ON (a proposal network has no RoI heads to put masks on).
+        """
+        if cfg.MODEL.MASK_ON:
+            raise ConfigError(
+                f"config key MODEL.MASK_ON = True: {cls.__name__} has no RoI heads; use "
+                "SniperRCNN (or AutoFocusRCNN) for masks",
+                key="MODEL.MASK_ON",
+            )
         backbone = build_backbone(cfg)
         rpn = build_rpn(cfg, backbone.out_channels, len(backbone.level_names))
         transform = NoResizeTransform(

@@ -10,6 +10,10 @@ Training rules, per chip (targets in chip px):
    and is never sampled (neither fg nor bg).
 
 Inference is torchvision's: per-class NMS, detections in input pixels, labels 1..C.
+
+With a mask branch (``MODEL.MASK_ON``, `sniper.modeling.mask_head`) training adds
+``loss_mask`` on the sampled positive RoIs whose GT is valid at the chip's scale, and
+inference adds ``mask_patches`` float32 (D, M, M) per image.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCN
 from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
 from torchvision.ops import MultiScaleRoIAlign
 
+from .mask_head import build_mask_branch, mask_loss, mask_patches, mask_training_rois
 from .matching import in_range_mask, max_iou_with
 from .norms import head_norm_layer
 
@@ -28,11 +33,13 @@ __all__ = ["RangeAwareRoIHeads", "build_roi_heads"]
 
 
 class RangeAwareRoIHeads(RoIHeads):
-    """Box-only RoIHeads honouring `valid_range` (float32 (2,), chip px, hi may be inf) and
+    """RoIHeads honouring `valid_range` (float32 (2,), chip px, hi may be inf) and
     `ignore_boxes` (float32 (M, 4), chip px) in the targets; both are optional.
 
     Args: those of torchvision's `RoIHeads` for boxes, plus
         ignore_iou_thresh: IoU with an ignore box above which a non-fg proposal is -1.
+        mask_roi_pool, mask_head, mask_predictor: the optional mask branch
+            (`sniper.modeling.mask_head.build_mask_branch`); all three or none.
     """
 
     def __init__(
@@ -49,7 +56,13 @@ class RangeAwareRoIHeads(RoIHeads):
         nms_thresh: float,
         detections_per_img: int,
         ignore_iou_thresh: float,
+        mask_roi_pool: MultiScaleRoIAlign | None = None,
+        mask_head: torch.nn.Module | None = None,
+        mask_predictor: torch.nn.Module | None = None,
     ) -> None:
+        parts = (mask_roi_pool, mask_head, mask_predictor)
+        if any(p is None for p in parts) and any(p is not None for p in parts):
+            raise ValueError("the mask branch needs mask_roi_pool, mask_head and mask_predictor")
         super().__init__(
             box_roi_pool,
             box_head,
@@ -62,6 +75,9 @@ class RangeAwareRoIHeads(RoIHeads):
             score_thresh,
             nms_thresh,
             detections_per_img,
+            mask_roi_pool=mask_roi_pool,
+            mask_head=mask_head,
+            mask_predictor=mask_predictor,
         )
         self.ignore_iou_thresh = float(ignore_iou_thresh)
 
@@ -122,13 +138,15 @@ class RangeAwareRoIHeads(RoIHeads):
         image_shapes: list[tuple[int, int]],
         targets: list[dict[str, Tensor]] | None = None,
     ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
-        """Box losses in training ({"loss_classifier", "loss_box_reg"}), else per image
-        {"boxes" (D, 4) input px, "scores" (D,), "labels" (D,) int64 in 1..C}."""
+        """Training: {"loss_classifier", "loss_box_reg"} (plus "loss_mask" with a mask
+        branch). Inference, per image: {"boxes" (D, 4) input px, "scores" (D,), "labels" (D,)
+        int64 in 1..C} (plus "mask_patches" float32 (D, M, M) with a mask branch)."""
         if self.training:
-            for t in targets or []:
+            assert targets is not None
+            for t in targets:
                 if not t["boxes"].is_floating_point() or t["labels"].dtype != torch.int64:
                     raise TypeError("target boxes must be float and labels int64")
-            proposals, _, labels, regression_targets = self.select_training_samples(
+            proposals, matched_idxs, labels, regression_targets = self.select_training_samples(
                 proposals, targets
             )
         box_features = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
@@ -136,11 +154,18 @@ class RangeAwareRoIHeads(RoIHeads):
         if self.training:
             if sum(int(lab.numel()) for lab in labels) == 0:
                 zero = class_logits.sum() * 0.0 + box_regression.sum() * 0.0
-                return [], {"loss_classifier": zero, "loss_box_reg": zero.clone()}
-            loss_cls, loss_box = fastrcnn_loss(
-                class_logits, box_regression, labels, regression_targets
-            )
-            return [], {"loss_classifier": loss_cls, "loss_box_reg": loss_box}
+                losses = {"loss_classifier": zero, "loss_box_reg": zero.clone()}
+            else:
+                loss_cls, loss_box = fastrcnn_loss(
+                    class_logits, box_regression, labels, regression_targets
+                )
+                losses = {"loss_classifier": loss_cls, "loss_box_reg": loss_box}
+            if self.has_mask():
+                rois, matched = mask_training_rois(proposals, matched_idxs, labels, targets)
+                losses["loss_mask"] = mask_loss(
+                    *self._mask_modules(), features, rois, matched, targets, image_shapes
+                )
+            return [], losses
         boxes, scores, labels = self.postprocess_detections(
             class_logits, box_regression, proposals, image_shapes
         )
@@ -148,12 +173,22 @@ class RangeAwareRoIHeads(RoIHeads):
             {"boxes": b, "scores": s, "labels": c}
             for b, s, c in zip(boxes, scores, labels, strict=True)
         ]
+        if self.has_mask():
+            patches = mask_patches(*self._mask_modules(), features, boxes, labels, image_shapes)
+            for result, patch in zip(results, patches, strict=True):
+                result["mask_patches"] = patch
         return results, {}
+
+    def _mask_modules(self) -> tuple[MultiScaleRoIAlign, torch.nn.Module, torch.nn.Module]:
+        assert self.mask_roi_pool is not None and self.mask_head is not None
+        assert self.mask_predictor is not None
+        return self.mask_roi_pool, self.mask_head, self.mask_predictor
 
 
 def build_roi_heads(cfg: CfgNode, in_channels: int, level_names: list[str]) -> RangeAwareRoIHeads:
     """RangeAwareRoIHeads from MODEL.ROI_HEADS.*, MODEL.ROI_BOX_HEAD.*, MODEL.NUM_CLASSES and
-    SNIPER.ROI_IGNORE_IOU. The box head is torchvision's `FastRCNNConvFCHead`: NUM_CONV 3x3
+    SNIPER.ROI_IGNORE_IOU, with the mask branch of MODEL.ROI_MASK_HEAD.* when MODEL.MASK_ON.
+    The box head is torchvision's `FastRCNNConvFCHead`: NUM_CONV 3x3
     convs of CONV_DIM channels (norm NORM), then NUM_FC fc layers of FC_DIM (0 convs, 2 fc =
     `fasterrcnn_resnet50_fpn`'s TwoMLPHead; 4 convs with BN, 1 fc = `_v2`'s head).
 
@@ -176,6 +211,7 @@ def build_roi_heads(cfg: CfgNode, in_channels: int, level_names: list[str]) -> R
         norm_layer=head_norm_layer(box.NORM),
     )
     predictor = FastRCNNPredictor(box.FC_DIM, cfg.MODEL.NUM_CLASSES + 1)
+    masks = build_mask_branch(cfg, in_channels, level_names) if cfg.MODEL.MASK_ON else None
     return RangeAwareRoIHeads(
         box_roi_pool=pooler,
         box_head=head,
@@ -189,4 +225,7 @@ def build_roi_heads(cfg: CfgNode, in_channels: int, level_names: list[str]) -> R
         nms_thresh=heads.NMS_THRESH_TEST,
         detections_per_img=heads.DETECTIONS_PER_IMAGE,
         ignore_iou_thresh=cfg.SNIPER.ROI_IGNORE_IOU,
+        mask_roi_pool=masks[0] if masks else None,
+        mask_head=masks[1] if masks else None,
+        mask_predictor=masks[2] if masks else None,
     )

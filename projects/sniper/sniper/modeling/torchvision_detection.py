@@ -10,17 +10,19 @@ The file is read from torchvision's cache, ``$TORCH_HOME/hub/checkpoints/<file n
 URL>`` (`torch.hub.get_dir()`), and downloaded there when missing and the network allows;
 offline, put the file there (or give its path as MODEL.WEIGHTS).
 
-A torchvision detection state dict (`fasterrcnn_resnet50_fpn`, `fasterrcnn_resnet50_fpn_v2`,
+A torchvision detection state dict (`fasterrcnn_resnet50_fpn`, `_v2`, `maskrcnn_resnet50_fpn`,
 from the cache or from any file) loads into `SniperRCNN` / `SniperRPN` after
 `convert_torchvision_state`, which maps torchvision's names onto ours:
 
 - ``roi_heads.box_head.fc6`` / ``fc7`` (TwoMLPHead) -> the fc layers of our
   `FastRCNNConvFCHead` (``roi_heads.box_head.1`` / ``.3`` with no convs);
 - names of torchvision's version-1 files (``rpn.head.conv.weight``,
-  ``backbone.fpn.inner_blocks.0.weight``) -> ``rpn.head.conv.0.0.weight``,
-  ``backbone.fpn.inner_blocks.0.0.weight`` (as torchvision's own loaders do);
+  ``backbone.fpn.inner_blocks.0.weight``, Mask R-CNN's ``roi_heads.mask_head.mask_fcn1.weight``)
+  -> ``rpn.head.conv.0.0.weight``, ``backbone.fpn.inner_blocks.0.0.weight``,
+  ``roi_heads.mask_head.0.0.weight`` (as torchvision's own loaders do);
 - ``num_batches_tracked`` of BatchNorm layers the model holds as FrozenBatchNorm2d: dropped;
-- a 91-way COCO predictor (torchvision's labels = COCO category ids 1..90, 0 = background)
+- a 91-way COCO predictor (box classes, box deltas and, for `maskrcnn_resnet50_fpn`, mask
+  logits; torchvision's labels = COCO category ids 1..90, 0 = background)
   loaded into an 80-class model: the rows of the 80 COCO categories, in ascending category
   id, which is the contiguous order of `sniper.data.coco` (class k = k-th sorted id).
 
@@ -73,6 +75,9 @@ _OLD_NAMES = (
         r"backbone.fpn.\1.\2.0.\3",
     ),
 )
+# version-1 Mask R-CNN files: roi_heads.mask_head.mask_fcn<k> -> roi_heads.mask_head.<k-1>.0
+_MASK_FCN = re.compile(r"^roi_heads\.mask_head\.mask_fcn(\d+)\.(weight|bias)$")
+_MASK_LOGITS = "roi_heads.mask_predictor.mask_fcn_logits."
 _TWO_MLP = re.compile(r"^roi_heads\.box_head\.fc(6|7)\.(weight|bias)$")
 
 
@@ -144,6 +149,9 @@ def _rename(key: str, fc_names: list[str]) -> str:
     for pattern, replacement in _OLD_NAMES:
         if pattern.match(key):
             return pattern.sub(replacement, key)
+    mask_fcn = _MASK_FCN.match(key)
+    if mask_fcn:
+        return f"roi_heads.mask_head.{int(mask_fcn.group(1)) - 1}.0.{mask_fcn.group(2)}"
     match = _TWO_MLP.match(key)
     index = int(match.group(1)) - 6 if match else -1
     if match and index < len(fc_names):
@@ -152,7 +160,8 @@ def _rename(key: str, fc_names: list[str]) -> str:
 
 
 def _coco_rows(state: dict[str, Tensor], own: dict[str, Tensor]) -> None:
-    """Keep the 80 COCO categories' rows of a 91-way predictor loaded into 80 classes."""
+    """Keep the 80 COCO categories' rows of a 91-way predictor (box, and mask logits when
+    present) loaded into 80 classes."""
     cls_w, box_w = _PREDICTOR + "cls_score.weight", _PREDICTOR + "bbox_pred.weight"
     if cls_w not in state or cls_w not in own:
         return
@@ -160,10 +169,14 @@ def _coco_rows(state: dict[str, Tensor], own: dict[str, Tensor]) -> None:
         return
     rows = torch.tensor((0, *COCO_CATEGORY_IDS))
     box_rows = (rows[:, None] * 4 + torch.arange(4)).flatten()
-    for kind, index in (("cls_score", rows), ("bbox_pred", box_rows)):
+    for prefix, index in (
+        (_PREDICTOR + "cls_score.", rows),
+        (_PREDICTOR + "bbox_pred.", box_rows),
+        (_MASK_LOGITS, rows),
+    ):
         for leaf in ("weight", "bias"):
-            key = f"{_PREDICTOR}{kind}.{leaf}"
-            if key in state:
+            key = prefix + leaf
+            if key in state and (prefix != _MASK_LOGITS or state[key].shape[0] == 91):
                 state[key] = state[key][index]
     logger.info(
         "%s: 91-way torchvision COCO predictor -> the 80 COCO categories (ascending id)", box_w

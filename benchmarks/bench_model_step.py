@@ -4,9 +4,13 @@ Prints the median wall and CPU seconds per iteration for the slim model (MobileN
 64-channel FPN, small box head, fewer RPN proposals and RoI samples) next to the same
 backbone with torchvision's default head sizes (256-channel FPN, 1024-wide box head,
 2000/1000 proposals, 512 RoIs), measured in one run with the same inputs and threads.
+With ``--masks`` each model is also timed with its mask branch (MODEL.MASK_ON: 64 channels
+for the slim model, as configs/sniper/synthetic_mobilenet_mask.yaml; torchvision's 256 for
+the default heads), on the same chips with an elliptic mask inside each GT box, and the cost
+of the mask branch is printed as a ratio.
 
 Usage: python benchmarks/bench_model_step.py [--chips 4] [--size 512] [--iters 7]
-       [--norm BN] [--tune-malloc]
+       [--norm BN] [--tune-malloc] [--masks]
 (run with PYTHONPATH=projects/sniper:. until the package is installed).
 """
 
@@ -36,6 +40,8 @@ SLIM = [
     "128",
 ]
 DEFAULT_HEADS: list[str] = []
+SLIM_MASKS = [*SLIM, "MODEL.MASK_ON", "True", "MODEL.ROI_MASK_HEAD.CONV_DIM", "64"]
+DEFAULT_MASKS = ["MODEL.MASK_ON", "True"]
 
 
 def tune_glibc_malloc() -> bool:
@@ -62,19 +68,27 @@ def tune_glibc_malloc() -> bool:
 def make_batch(
     chips: int, size: int, gen: torch.Generator
 ) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
-    """`chips` random (3, size, size) 0-255 images with 8 GT and 2 ignore boxes each."""
+    """`chips` random (3, size, size) 0-255 images with 8 GT and 2 ignore boxes each; the
+    targets also hold `masks` uint8 (8, size, size), an ellipse inscribed in each GT box
+    (only models with MODEL.MASK_ON read them)."""
     images = [torch.rand(3, size, size, generator=gen) * 255 for _ in range(chips)]
     targets = []
     for _ in range(chips):
         xy = torch.rand(10, 2, generator=gen) * (size - 160)
         wh = 8 + torch.rand(10, 2, generator=gen) * 150
         boxes = torch.cat([xy, xy + wh], dim=1)
+        yy, xx = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+        centre, half = (boxes[:8, :2] + boxes[:8, 2:]) / 2, wh[:8] / 2
+        dx = (xx[None] - centre[:, 0, None, None]) / half[:, 0, None, None]
+        dy = (yy[None] - centre[:, 1, None, None]) / half[:, 1, None, None]
+        masks = (dx * dx + dy * dy <= 1).to(torch.uint8)
         targets.append(
             {
                 "boxes": boxes[:8],
                 "labels": torch.randint(1, 4, (8,), generator=gen),
                 "ignore_boxes": boxes[8:],
                 "valid_range": torch.tensor([0.0, float("inf")]),
+                "masks": masks,
             }
         )
     return images, targets
@@ -129,6 +143,7 @@ def main() -> None:
         action="store_true",
         help="glibc mallopt: no mmap/trim for large blocks (see tune_glibc_malloc)",
     )
+    parser.add_argument("--masks", action="store_true", help="also time the mask branch")
     args = parser.parse_args()
     tuned = tune_glibc_malloc() if args.tune_malloc else False
     torch.set_num_threads(args.threads)
@@ -142,6 +157,16 @@ def main() -> None:
     print(f"{'slim heads':<16}{slim[0]:>12.3f}{slim[1]:>12.3f}")
     print(f"{'default heads':<16}{default[0]:>12.3f}{default[1]:>12.3f}")
     print(f"default / slim: {default[0] / slim[0]:.2f}x wall, {default[1] / slim[1]:.2f}x CPU")
+    if args.masks:
+        slim_m = time_step(SLIM_MASKS, args)
+        default_m = time_step(DEFAULT_MASKS, args)
+        print(f"{'slim + masks':<16}{slim_m[0]:>12.3f}{slim_m[1]:>12.3f}")
+        print(f"{'default + masks':<16}{default_m[0]:>12.3f}{default_m[1]:>12.3f}")
+        for name, box, mask in (("slim", slim, slim_m), ("default", default, default_m)):
+            print(
+                f"mask branch, {name}: {mask[0] / box[0]:.2f}x wall, {mask[1] / box[1]:.2f}x CPU "
+                f"per step (+{mask[0] - box[0]:.3f} s)"
+            )
 
 
 if __name__ == "__main__":

@@ -67,6 +67,19 @@ def test_good_dataset_passes(dataset):
     check_job_data(_cfg(name))
 
 
+def test_mask_on_needs_masks_in_the_training_set(dataset):
+    """MODEL.MASK_ON on a box-only dataset: one line naming the key and the dataset, before
+    training; the same dataset evaluated only (eval-only check) is fine."""
+    name, _ = dataset
+    cfg = _cfg(name, "MODEL.MASK_ON", "True")
+    with pytest.raises(ValueError) as err:
+        check_job_data(cfg)
+    assert str(err.value).startswith(
+        f"MODEL.MASK_ON is set but dataset '{name}' (DATASETS.TRAIN) has no instance masks"
+    )
+    check_job_data(cfg, train=False)
+
+
 @pytest.mark.parametrize("num_classes", [1, 3, 8])
 def test_num_classes_must_match_the_categories(dataset, num_classes):
     name, _ = dataset

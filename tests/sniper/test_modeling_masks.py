@@ -78,7 +78,8 @@ def _target(masks: torch.Tensor) -> dict[str, torch.Tensor]:
 def _loss(heads: RangeAwareRoIHeads, masks: torch.Tensor) -> torch.Tensor:
     heads.train()
     torch.manual_seed(2)
-    props = [torch.tensor([[16.0, 16.0, 80.0, 80.0], [130.0, 130.0, 236.0, 236.0]])]
+    # RoI 1 (size 96, in range) matches GT 1 (size 112, out of range) with IoU 0.73
+    props = [torch.tensor([[16.0, 16.0, 80.0, 80.0], [140.0, 140.0, 236.0, 236.0]])]
     _, losses = heads(_features(), props, [(256, 256)], [_target(masks)])
     return losses["loss_mask"]
 

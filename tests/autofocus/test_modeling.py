@@ -131,3 +131,23 @@ def test_build_autofocus_model_refuses_a_model_without_the_head() -> None:
     cfg.MODEL.META_ARCHITECTURE = "SniperRPN"
     with pytest.raises(ValueError, match="MODEL.META_ARCHITECTURE = 'SniperRPN'"):
         build_autofocus_model(cfg)
+
+
+def test_mask_on_trains_masks_and_focus_together_and_returns_both() -> None:
+    """AutoFocusRCNN with MODEL.MASK_ON: loss_mask beside loss_focus in training (the chip
+    without a valid box still gives a zero mask loss), mask_patches beside focus_prob."""
+    model = _model("MODEL.MASK_ON", "True", "MODEL.ROI_MASK_HEAD.CONV_DIM", "8").train()
+    images, targets = _batch()
+    targets[0]["masks"] = torch.zeros((1, 128, 128), dtype=torch.uint8)
+    targets[0]["masks"][0, 20:50, 15:45] = 1
+    targets[1]["masks"] = torch.zeros((0, 128, 128), dtype=torch.uint8)
+    losses = model(images, targets)
+    assert {"loss_focus", "loss_mask"} <= set(losses)
+    assert float(losses["loss_mask"].detach()) > 0
+    sum(losses.values()).backward()
+    assert model.roi_heads.mask_predictor.mask_fcn_logits.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        (out,) = model([images[0]])
+    assert out["mask_patches"].shape == (len(out["boxes"]), 28, 28)
+    assert out["focus_prob"].shape == (8, 8)

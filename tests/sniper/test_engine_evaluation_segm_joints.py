@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from engine_fakes import restore_loggers, unregister
+from engine_fakes import TinyTrainer, make_cfg, restore_loggers, unregister
 from segm_fakes import SIZES, box_mask, coco_json, engine, gt_masks, register
 from torch import nn
 
@@ -71,3 +71,26 @@ def test_eval_only_metrics_json_holds_segm_beside_bbox(dataset, tmp_path):
     assert f"COCO segm of {name}: AP 100.000" in log
     written = json.loads((out / "inference" / name / "coco_instances_results.json").read_text())
     assert len(written) == 4 and all("segmentation" in d for d in written)
+
+
+def test_training_evaluation_writes_segm_to_metrics_json(dataset, tmp_path):
+    """The periodic and final evaluations of a training run (TinyDetector trained, the fake
+    engine evaluated) log segm beside bbox in metrics.json."""
+    name, _, _ = dataset
+
+    class MaskEngineTrainer(TinyTrainer):
+        @classmethod
+        def build_inference(cls, cfg, model):
+            return engine(gt_masks())
+
+    out = tmp_path / "out"
+    cfg = make_cfg(
+        out, "DATASETS.TEST", f"('{name}',)", "TEST.EVAL_PERIOD", 3, "MODEL.NUM_CLASSES", 2
+    )
+    results = MaskEngineTrainer(cfg).train()
+    assert results[name]["segm"]["AP"] == pytest.approx(100.0)
+    lines = [json.loads(x) for x in (out / "metrics.json").read_text().splitlines()]
+    evals = [x for x in lines if f"{name}/segm/AP" in x]
+    assert [x["iteration"] for x in evals] == [2, 5]
+    assert all(x[f"{name}/segm/AP"] == pytest.approx(100.0) for x in evals)
+    assert all(f"{name}/bbox/AP" in x for x in evals)

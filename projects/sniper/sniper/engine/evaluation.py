@@ -196,7 +196,7 @@ class COCOEvaluator:
             logger.info("wrote %d detections to %s", len(predictions), path)
         results = {self.task: self._coco_eval(predictions, image_ids, ground_truth, "bbox")}
         if with_masks:
-            if ground_truth and all(g["segmentations"] is not None for g in ground_truth):
+            if ground_truth and all(g.get("segmentations") is not None for g in ground_truth):
                 segm = self._coco_eval(segm_results(predictions), image_ids, ground_truth, "segm")
                 results[self.segm_task] = segm
             else:

@@ -80,7 +80,8 @@ def draw_autofocus(
     Args:
         image: uint8 `(H, W, 3)` RGB, the original image.
         result: one `AutoFocusCascade` / `AutoFocusPredictor` result (`focus_maps`,
-            `chips_per_scale`, `pixels_per_scale`, `boxes`, `scores`, `classes`).
+            `chips_per_scale`, `pixels_per_scale`, `boxes`, `scores`, `classes`; with
+            `masks`, COCO RLE per detection, the masks are drawn too).
         class_names: names by contiguous class id.
         heat_scale: scale whose maps are drawn (0: the coarse map of the whole image).
         alpha: heat map weight (0 = no heat map).
@@ -98,4 +99,5 @@ def draw_autofocus(
     scales = np.concatenate([np.full(len(c), s) for c, s in fine]) if fine else np.zeros(0, int)
     out = draw_chips(out, all_chips, scales, scale_names=_scale_names(result))
     boxes, scores, classes = (np.asarray(result[k]) for k in ("boxes", "scores", "classes"))
-    return draw_detections(out, boxes, scores, classes, class_names, score_thresh)
+    masks = result.get("masks")
+    return draw_detections(out, boxes, scores, classes, class_names, score_thresh, masks)

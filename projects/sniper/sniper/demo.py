@@ -21,7 +21,9 @@ Outputs in ``--output``:
   computed from it): ``{"image_id": <file name stem, str>, "file_name": <input path>,
   "category_id": <dataset category id via the metadata's
   thing_dataset_id_to_contiguous_id, else contiguous id + 1>, "bbox": [x, y, w, h] image px,
-  "score"}``. Map ``image_id``/``file_name`` to a dataset's integer ids before COCOeval.
+  "score"}``, plus ``"segmentation"``, the detection's mask as COCO RLE ``{"size": [H, W],
+  "counts": str}``, for a model with masks (``MODEL.MASK_ON``; the drawings then show the
+  masks too). Map ``image_id``/``file_name`` to a dataset's integer ids before COCOeval.
 
 Every output is written to a temporary name and renamed, so no file is ever half-written.
 ``results.json`` is valid json at all times: it is rewritten with the results so far after
@@ -115,9 +117,10 @@ def check_flags(args: argparse.Namespace) -> None:
 
 
 def _result_rows(path: str, out: dict, to_dataset_id: dict[int, int]) -> list[dict]:
-    """The COCO-style ``results.json`` rows of one image (module docstring)."""
+    """The COCO-style ``results.json`` rows of one image (module docstring); with the
+    predictor's ``masks`` (COCO RLE per box), each row's ``segmentation`` (counts as str)."""
     stem = os.path.splitext(os.path.basename(path))[0]
-    return [
+    rows = [
         {
             "image_id": stem,
             "file_name": path,
@@ -129,6 +132,13 @@ def _result_rows(path: str, out: dict, to_dataset_id: dict[int, int]) -> list[di
             out["boxes"].tolist(), out["scores"].tolist(), out["classes"].tolist(), strict=True
         )
     ]
+    masks = out.get("masks")
+    if masks is not None:
+        for row, rle in zip(rows, masks, strict=True):
+            counts = rle["counts"]
+            counts = counts.decode("ascii") if isinstance(counts, bytes) else counts
+            row["segmentation"] = {"size": [int(v) for v in rle["size"]], "counts": counts}
+    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -191,6 +201,7 @@ def _run(args: argparse.Namespace) -> int:
                 out["classes"],
                 class_names,
                 args.confidence,
+                out.get("masks"),
             )
             out_path = os.path.join(args.output, unique_output_name(path, used))
             try:

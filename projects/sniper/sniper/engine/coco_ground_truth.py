@@ -4,6 +4,12 @@
 (`sniper.data.coco`: dropped boxes are gone, kept ones clipped to the image, ``area``
 filled in), which it takes from each processed record (`record_ground_truth`) and turns
 into an in-memory pycocotools ``COCO`` (`coco_from_ground_truth`); never the raw json.
+Every annotation also gets a ``segmentation`` for mask AP (`gt_segmentation`): the record's
+own (``segmentations``: compact polygons or RLE, image px) where it has one, else its box as
+a rectangle polygon. So a box without a mask still counts as an object to be found (a model
+is not rewarded for missing it) and is matched by masks covering its box; crowd regions,
+whose masks the loader does not keep, are ignore regions (``iscrowd=1``) of their box, as
+for box AP. Box AP never reads the segmentations.
 `read_test_image` is the evaluation's image read: None (with a warning) for an image that
 cannot be read or whose size differs from its record's, which the evaluation skips.
 """
@@ -21,7 +27,12 @@ from pycocotools.coco import COCO
 
 from sniper.image_ops import ImageReadError, read_image
 
-__all__ = ["coco_from_ground_truth", "read_test_image", "record_ground_truth"]
+__all__ = [
+    "coco_from_ground_truth",
+    "gt_segmentation",
+    "read_test_image",
+    "record_ground_truth",
+]
 
 logger = logging.getLogger("sniper.engine.evaluation")
 
@@ -29,7 +40,13 @@ logger = logging.getLogger("sniper.engine.evaluation")
 def record_ground_truth(record: dict) -> dict[str, Any]:
     """The evaluation's ground truth of one record: positives then crowd boxes (XYXY image
     px), contiguous classes, areas (the record's ``areas`` / ``crowd_areas``, else the box
-    areas ``w * h``) and crowd flags."""
+    areas ``w * h``), crowd flags and ``segmentations``: None when the record has no
+    ``segmentations`` (a dataset without masks), else one entry per box (the record's, then
+    None for each crowd box).
+
+    Raises:
+        ValueError: the record's ``segmentations`` are not one per box (naming the image).
+    """
     boxes = np.asarray(record.get("boxes", np.zeros((0, 4))), np.float64).reshape(-1, 4)
     crowd = np.asarray(record.get("crowd_boxes", np.zeros((0, 4))), np.float64).reshape(-1, 4)
     classes = np.asarray(record.get("classes", np.zeros(0)), np.int64).reshape(-1)
@@ -43,6 +60,14 @@ def record_ground_truth(record: dict) -> dict[str, Any]:
             return np.asarray(given, np.float64)
         return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
 
+    segms = record.get("segmentations")
+    if segms is not None:
+        if len(segms) != len(boxes):
+            raise ValueError(
+                f"image {record.get('image_id')} ({record.get('file_name')}): "
+                f"{len(segms)} segmentations for {len(boxes)} boxes"
+            )
+        segms = [*segms, *([None] * len(crowd))]
     return {
         "image_id": int(record["image_id"]),
         "height": int(record.get("height", 0)),
@@ -51,7 +76,19 @@ def record_ground_truth(record: dict) -> dict[str, Any]:
         "classes": np.concatenate([classes, crowd_classes]),
         "areas": np.concatenate([areas("areas", boxes), areas("crowd_areas", crowd)]),
         "crowd": np.r_[np.zeros(len(boxes), bool), np.ones(len(crowd), bool)],
+        "segmentations": segms,
     }
+
+
+def gt_segmentation(segm: Any, box: Sequence[float]) -> list[list[float]] | dict:
+    """The ``segmentation`` of one ground-truth annotation (module docstring): ``segm``
+    (compact polygons or an RLE dict, image px, as `sniper.data.chip_masks.
+    check_segmentation` keeps them) or, for None, the box XYXY (image px) as the polygon
+    ``[[x1, y1, x1, y2, x2, y2, x2, y1]]``."""
+    if segm is not None:
+        return segm
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return [[x1, y1, x1, y2, x2, y2, x2, y1]]
 
 
 def read_test_image(record: dict, input_format: str, name: str) -> np.ndarray | None:
@@ -88,8 +125,9 @@ def coco_from_ground_truth(
     Annotation ids are 1..K in entry order (COCOeval reads id 0 as "unmatched"); boxes go
     from XYXY to COCO's ``[x, y, w, h]``; crowd boxes get ``iscrowd=1`` in their class, or
     in every category when the record had no ``crowd_classes``; an image given twice counts
-    once. Categories: ``contiguous_to_dataset_id`` (contiguous class -> dataset id), named
-    by ``class_names`` (contiguous order) where given.
+    once. Every annotation has a ``segmentation`` (`gt_segmentation`). Categories:
+    ``contiguous_to_dataset_id`` (contiguous class -> dataset id), named by ``class_names``
+    (contiguous order) where given.
     """
     images, annotations, seen = [], [], set()
     all_cats = sorted(contiguous_to_dataset_id.values())
@@ -98,8 +136,9 @@ def coco_from_ground_truth(
             continue
         seen.add(g["image_id"])
         images.append({"id": g["image_id"], "height": g["height"], "width": g["width"]})
-        for box, cls, area, crowd in zip(
-            g["boxes"], g["classes"], g["areas"], g["crowd"], strict=True
+        segms = g.get("segmentations") or [None] * len(g["boxes"])
+        for box, cls, area, crowd, segm in zip(
+            g["boxes"], g["classes"], g["areas"], g["crowd"], segms, strict=True
         ):
             x1, y1, x2, y2 = (float(v) for v in box)
             for cat in [contiguous_to_dataset_id[int(cls)]] if cls >= 0 else all_cats:
@@ -111,6 +150,7 @@ def coco_from_ground_truth(
                         "bbox": [x1, y1, x2 - x1, y2 - y1],
                         "area": float(area),
                         "iscrowd": int(crowd),
+                        "segmentation": gt_segmentation(segm, box),
                     }
                 )
     categories = [

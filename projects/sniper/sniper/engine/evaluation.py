@@ -1,5 +1,5 @@
-"""Inference over a dataset and COCO box AP (detectron2's `inference_on_dataset` and
-`COCOEvaluator`).
+"""Inference over a dataset and COCO box and mask AP (detectron2's `inference_on_dataset`
+and `COCOEvaluator`).
 
 `inference_on_dataset` (and the `DatasetEvaluator` interface) live in
 `sniper.engine.inference_loop` and are re-exported here.
@@ -17,6 +17,12 @@ of ``bbox``, so that such numbers are never mistaken for COCO's. A test image wi
 boxes than N is warned about once per dataset and process (its recall cannot reach 100%).
 `build_evaluator` picks the evaluator from the dataset's metadata ``evaluator_type``
 ("coco" or "pascal_voc", `sniper.engine.voc_evaluation`).
+
+Masks: when the detections carry ``masks`` (COCO RLE per box, image px; models with
+``MODEL.MASK_ON``) and the records carry ``segmentations``, mask AP is computed beside box
+AP, under ``segm`` (``segm@maxDets=N`` with the same cap), and every detection of the
+results json holds its RLE ``segmentation`` (`sniper.engine.coco_segm`; the ground truth's
+rule for boxes without a mask and for crowd regions: `sniper.engine.coco_ground_truth`).
 """
 
 from __future__ import annotations
@@ -32,13 +38,13 @@ import numpy as np
 from fvcore.common.config import CfgNode
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from torch import Tensor
 
 from sniper.data.catalog import MetadataCatalog
 from sniper.image_ops import read_image as load_image
 from sniper.output_files import atomic_write_json
 
 from .coco_ground_truth import coco_from_ground_truth, record_ground_truth
+from .coco_segm import detection_rles, segm_results, segm_task_name
 from .detection_caps import COCO_MAX_DETS, bbox_task_name, warn_dense_image
 from .inference_loop import DatasetEvaluator, inference_on_dataset
 from .launch import all_gather, is_main_process
@@ -52,6 +58,7 @@ __all__ = [
     "build_evaluator",
     "inference_on_dataset",
     "load_image",
+    "segm_task_name",
 ]
 
 logger = logging.getLogger(__name__)
@@ -61,16 +68,18 @@ RESULTS_FILE = "coco_instances_results.json"
 
 
 class COCOEvaluator:
-    """Collect detections of one dataset and compute COCO box AP with pycocotools.
+    """Collect detections of one dataset and compute COCO box (and mask) AP with pycocotools.
 
     Args:
         dataset_name: registered dataset; its metadata needs
             `thing_dataset_id_to_contiguous_id` (set when the dataset is loaded). The ground
             truth comes from the records given to `process` (``boxes``, ``classes``,
-            ``crowd_boxes``, optional ``areas`` / ``crowd_areas``; image px).
+            ``crowd_boxes``, optional ``areas`` / ``crowd_areas`` and ``segmentations``;
+            image px).
         output_dir: where rank 0 writes `coco_instances_results.json` (None: not written).
         max_dets_per_image: detections scored per image (pycocotools ``maxDets[2]``; the
-            best-scored ones); names the results table (`bbox_task_name`).
+            best-scored ones); names the results tables (`bbox_task_name`,
+            `segm_task_name`).
     """
 
     def __init__(
@@ -87,6 +96,7 @@ class COCOEvaluator:
             )
         self.max_dets_per_image = max_dets_per_image
         self.task = bbox_task_name(max_dets_per_image)
+        self.segm_task = segm_task_name(max_dets_per_image)
         meta = MetadataCatalog.get(dataset_name)
         self.dataset_name = dataset_name
         self.json_file: str | None = meta.get("json_file")
@@ -97,10 +107,12 @@ class COCOEvaluator:
         self._predictions: list[dict[str, Any]] = []
         self._image_ids: list[int] = []
         self._gt: list[dict[str, Any]] = []
+        self._with_masks = [0, 0]  # outputs processed with / without "masks"
 
     def reset(self) -> None:
         """Forget everything processed so far."""
         self._predictions, self._image_ids, self._gt = [], [], []
+        self._with_masks = [0, 0]
 
     def _category(self, label: int) -> int:
         """The dataset category id of model label ``label`` (1..C), or ``ValueError``."""
@@ -114,9 +126,15 @@ class COCOEvaluator:
             )
         return cat
 
-    def process(self, records: Sequence[dict], outputs: Sequence[dict[str, Tensor]]) -> None:
-        """Add detections (boxes XYXY in original-image px, scores, labels 1..C) per record;
-        warn once when a record holds more GT ``boxes`` than `max_dets_per_image`."""
+    def process(self, records: Sequence[dict], outputs: Sequence[dict[str, Any]]) -> None:
+        """Add detections (``boxes`` XYXY in original-image px, ``scores``, ``labels`` 1..C,
+        optional ``masks``: one COCO RLE dict per box, of the record's image size) per
+        record; warn once when a record holds more GT ``boxes`` than `max_dets_per_image`.
+
+        Raises:
+            ValueError: a label beyond the categories, or ``masks`` that are not one RLE of
+                the image's size per box (`sniper.engine.coco_segm.detection_rles`).
+        """
         for record, out in zip(records, outputs, strict=True):
             warn_dense_image(
                 self.dataset_name, record, self.max_dets_per_image, "TEST.MAX_DETS_PER_IMAGE"
@@ -127,37 +145,67 @@ class COCOEvaluator:
             boxes = out["boxes"].detach().float().cpu().numpy().reshape(-1, 4)
             scores = out["scores"].detach().float().cpu().numpy().reshape(-1)
             labels = out["labels"].detach().cpu().numpy().reshape(-1)
-            for box, score, label in zip(boxes, scores, labels, strict=True):
+            rles = None
+            if out.get("masks") is not None:
+                size = (int(record.get("height", 0)), int(record.get("width", 0)))
+                where = f"COCOEvaluator({self.dataset_name!r}): image {image_id}"
+                rles = detection_rles(out["masks"], len(boxes), size, where)
+            self._with_masks[rles is None] += 1
+            for i, (box, score, label) in enumerate(zip(boxes, scores, labels, strict=True)):
                 x1, y1, x2, y2 = (float(v) for v in box)
-                self._predictions.append(
-                    {
-                        "image_id": image_id,
-                        "category_id": self._category(int(label)),
-                        "bbox": [x1, y1, x2 - x1, y2 - y1],
-                        "score": float(score),
-                    }
-                )
+                result = {
+                    "image_id": image_id,
+                    "category_id": self._category(int(label)),
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "score": float(score),
+                }
+                if rles is not None:
+                    result["segmentation"] = rles[i]
+                self._predictions.append(result)
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         """Gather to rank 0 and evaluate there; other ranks return {}.
 
         Returns:
             {task: {"AP", "AP50", "AP75", "APs", "APm", "APl" (percent; NaN when no GT
-            box is in that area range), "AP-<class name>" per category (NaN without GT)}},
-            task = `bbox_task_name(max_dets_per_image)` ("bbox" for 100).
+            object is in that area range), "AP-<class name>" per category (NaN without
+            GT)}}, task = `bbox_task_name(max_dets_per_image)` ("bbox" for 100), plus
+            `segm_task_name(max_dets_per_image)` ("segm") with the same keys for mask AP
+            when the outputs had ``masks`` and the records ``segmentations``.
+
+        Raises:
+            ValueError: some outputs had ``masks`` and others not (one model gives both or
+                neither).
         """
-        gathered = all_gather((self._predictions, self._image_ids, self._gt))
+        gathered = all_gather((self._predictions, self._image_ids, self._gt, self._with_masks))
         if not is_main_process():
             return {}
-        predictions = [p for preds, _, _ in gathered for p in preds]
-        image_ids = sorted({i for _, ids, _ in gathered for i in ids})
-        ground_truth = [g for _, _, gts in gathered for g in gts]
+        predictions = [p for preds, _, _, _ in gathered for p in preds]
+        image_ids = sorted({i for _, ids, _, _ in gathered for i in ids})
+        ground_truth = [g for _, _, gts, _ in gathered for g in gts]
+        with_masks, without = (sum(g[3][k] for g in gathered) for k in (0, 1))
+        if with_masks and without:
+            raise ValueError(
+                f"COCOEvaluator({self.dataset_name!r}): {with_masks} images had predicted "
+                f"'masks' and {without} had none; the outputs of one model have both or neither"
+            )
         if self.output_dir:
             os.makedirs(self.output_dir, exist_ok=True)
             path = os.path.join(self.output_dir, RESULTS_FILE)
             atomic_write_json(path, predictions)
             logger.info("wrote %d detections to %s", len(predictions), path)
-        return {self.task: self._coco_eval(predictions, image_ids, ground_truth)}
+        results = {self.task: self._coco_eval(predictions, image_ids, ground_truth, "bbox")}
+        if with_masks:
+            if ground_truth and all(g.get("segmentations") is not None for g in ground_truth):
+                segm = self._coco_eval(segm_results(predictions), image_ids, ground_truth, "segm")
+                results[self.segm_task] = segm
+            else:
+                logger.warning(
+                    "%s: the detections have masks but the dataset has no 'segmentations'; "
+                    "no mask AP",
+                    self.dataset_name,
+                )
+        return results
 
     def coco_ground_truth(self, ground_truth: Sequence[dict[str, Any]]) -> COCO:
         """A pycocotools ``COCO`` of the processed records' annotations
@@ -165,19 +213,21 @@ class COCOEvaluator:
         return coco_from_ground_truth(ground_truth, self.contiguous_to_dataset_id, self.class_names)
 
     def _coco_eval(
-        self, predictions: list[dict], image_ids: list[int], ground_truth: list[dict]
+        self, predictions: list[dict], image_ids: list[int], ground_truth: list[dict], iou_type: str
     ) -> dict[str, float]:
+        """One COCOeval run (``iou_type`` "bbox" or "segm") -> that task's results."""
+        task = self.task if iou_type == "bbox" else self.segm_task
         stdout = io.StringIO()
         coco_gt = self.coco_ground_truth(ground_truth)
         cat_ids = sorted(coco_gt.getCatIds())
         if not predictions:
-            logger.warning("%s: no detections; every AP is 0", self.dataset_name)
+            logger.warning("%s: no detections; every %s AP is 0", self.dataset_name, task)
             results = dict.fromkeys(METRICS, 0.0)
             results.update({f"AP-{name}": 0.0 for name in self._names(cat_ids, coco_gt)})
             return results
         with contextlib.redirect_stdout(stdout):
             coco_dt = coco_gt.loadRes(predictions)
-            coco_eval = COCOeval(coco_gt, coco_dt, "bbox")
+            coco_eval = COCOeval(coco_gt, coco_dt, iou_type)
             coco_eval.params.imgIds = image_ids
             # COCOeval sorts maxDets and evaluates at the largest: keep N the largest
             # whenever it is >= 10 ([1, 10, N]), else read the results at N's index.
@@ -189,7 +239,7 @@ class COCOEvaluator:
         precision = coco_eval.eval["precision"][..., m]
         results = _box_stats(precision, coco_eval.params.iouThrs)
         table = " | ".join(f"{k} {results[k]:.3f}" for k in METRICS)
-        logger.info("COCO %s of %s: %s", self.task, self.dataset_name, table)
+        logger.info("COCO %s of %s: %s", task, self.dataset_name, table)
         for k, name in enumerate(self._names(cat_ids, coco_gt)):
             p = precision[:, :, k, 0]
             p = p[p > -1]
@@ -204,9 +254,9 @@ class COCOEvaluator:
 
 
 def _box_stats(precision: np.ndarray, iou_thrs: np.ndarray) -> dict[str, float]:
-    """COCO's six box AP numbers (percent) at one max-dets entry, as ``COCOeval.summarize``
-    computes them (which hard-codes 100 for "AP"); an area range without GT boxes (-1
-    everywhere) gives NaN, as detectron2.
+    """COCO's six AP numbers (percent; boxes or masks) at one max-dets entry, as
+    ``COCOeval.summarize`` computes them (which hard-codes 100 for "AP"); an area range
+    without GT objects (-1 everywhere) gives NaN, as detectron2.
 
     Args:
         precision: float (T, R, K, A) ``COCOeval.eval["precision"]`` at one max-dets index,

@@ -20,7 +20,6 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from sniper.progress import track
 
@@ -37,7 +36,7 @@ class DatasetEvaluator(Protocol):
 
     def reset(self) -> None: ...
 
-    def process(self, records: Sequence[dict], outputs: Sequence[dict[str, Tensor]]) -> None: ...
+    def process(self, records: Sequence[dict], outputs: Sequence[dict[str, Any]]) -> None: ...
 
     def evaluate(self) -> dict[str, dict[str, float]]: ...
 
@@ -55,7 +54,9 @@ def inference_on_dataset(
         inference: maps ``[image]`` (uint8 ``(H, W, 3)`` in ``input_format``) to one dict
             per image with ``boxes`` (N, 4) XYXY original-image px, ``scores`` (N,),
             ``classes`` (N,) contiguous 0..C-1 and ``pixels`` (int, network-input pixels
-            processed); optionally ``pixels_per_scale`` (list of int).
+            processed); optionally ``pixels_per_scale`` (list of int) and ``masks`` (N COCO
+            RLE dicts of the image, aligned with ``boxes``; passed to the evaluator as they
+            are).
         records: dataset records (file_name, image_id, height, width, ...).
         evaluator: receives the detections.
         input_format: channel order the images are read in.
@@ -82,17 +83,14 @@ def inference_on_dataset(
             for k, px in enumerate(out.get("pixels_per_scale", [])):
                 per_scale += [0] * (k + 1 - len(per_scale))
                 per_scale[k] += int(px)
-            labels = torch.as_tensor(out["classes"]).long() + 1
-            evaluator.process(
-                [record],
-                [
-                    {
-                        "boxes": torch.as_tensor(out["boxes"]),
-                        "scores": torch.as_tensor(out["scores"]),
-                        "labels": labels,
-                    }
-                ],
-            )
+            detections = {
+                "boxes": torch.as_tensor(out["boxes"]),
+                "scores": torch.as_tensor(out["scores"]),
+                "labels": torch.as_tensor(out["classes"]).long() + 1,
+            }
+            if out.get("masks") is not None:
+                detections["masks"] = out["masks"]
+            evaluator.process([record], [detections])
     seconds = time.perf_counter() - start
     stats = all_gather((len(shard) - skipped, pixels, seconds, per_scale, skipped))
     results = evaluator.evaluate()

@@ -10,7 +10,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 
-from sniper.inference.mask_patches import paste_patch, patch_to_rle, patches_to_rle, window_runs
+from sniper.inference.mask_patches import paste_patch, patch_to_rle, patches_to_rle
 
 
 def _reference_full(patch, box, size, threshold=0.5) -> np.ndarray:
@@ -56,6 +56,7 @@ CASES = [
     ((-2.0, -2.0, 40.0, 40.0), (13, 11)),
     ((0.0, 0.0, 1.0, 20.0), (20, 5)),
     ((0.4, 0.0, 7.6, 9.0), (9, 9)),
+    ((1.0, -1.0, 3.0, 30.0), (20, 5)),  # two whole-height columns: their runs join
 ]
 
 
@@ -120,18 +121,6 @@ def test_boxes_without_a_pixel_centre_paste_nothing(box) -> None:
 def test_sub_pixel_box_around_a_centre_gets_that_pixel() -> None:
     local, origin = paste_patch(np.ones((28, 28)), (4.4, 4.4, 4.6, 4.6), (10, 10))
     assert origin == (4, 4) and local.tolist() == [[True]]
-
-
-def test_window_runs_join_across_columns_and_full_image() -> None:
-    full = np.ones((6, 4), bool)
-    assert window_runs(full, (0, 0), (6, 4)) == [0, 24]
-    assert window_runs(full[:, 1:], (1, 0), (6, 4)) == [6, 18]
-    local = np.zeros((3, 2), bool)
-    assert window_runs(local, (1, 1), (6, 4)) == [24]
-    col = np.ones((6, 2), bool)  # columns 1 and 2, whole height: one run of 12
-    assert window_runs(col, (1, 0), (6, 4)) == [6, 12, 6]
-    with pytest.raises(ValueError, match="does not fit"):
-        window_runs(col, (3, 0), (6, 4))
 
 
 def test_patches_to_rle_many_and_empty() -> None:

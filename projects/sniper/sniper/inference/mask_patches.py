@@ -21,9 +21,10 @@ with ``Wy`` ``(h, M)``, ``Wx`` ``(w, M)`` holding at most two weights per row (c
 row blocks, so a huge box needs only its boolean mask at once). A box with no pixel centre
 inside (narrower than a pixel, or outside the image) pastes nothing.
 
-**RLE.** ``patch_to_rle`` writes the uncompressed column-major COCO run lengths straight from
-the local window (the rest of the image is 0) and compresses them with pycocotools
-(``frPyObjects``), so no ``(H, W)`` array is made, whatever the image size.
+**RLE.** ``patch_to_rle`` encodes the pasted box-sized window with the project's one
+window encoder, ``sniper.data.patch_rle.patch_to_rle`` (column-major run lengths from the
+window's set pixels, compressed by pycocotools ``frPyObjects``; the rest of the image is 0),
+so no ``(H, W)`` array is made, whatever the image size.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pycocotools.mask as mask_util
 
-__all__ = ["paste_patch", "patch_to_rle", "patches_to_rle", "window_runs"]
+from sniper.data.patch_rle import patch_to_rle as window_to_rle
+
+__all__ = ["paste_patch", "patch_to_rle", "patches_to_rle"]
 
 _ROW_BLOCK = 1024  # rows of the float window computed at once
 
@@ -127,50 +129,6 @@ def paste_patch(
     return local, (xa, ya)
 
 
-def window_runs(local: np.ndarray, origin: tuple[int, int], image_size: tuple[int, int]) -> list:
-    """Uncompressed COCO run lengths (column-major, starting with a run of 0s) of an
-    ``image_size`` mask that is 0 except the bool window ``local`` at ``origin = (x0, y0)``.
-
-    Only the window is read: runs of 1s are found per column of the window (padded with a 0
-    above and below), mapped to flat column-major positions ``u * H + v`` and joined where a
-    run ending at the bottom of a column meets one starting at the top of the next.
-    """
-    height, width = _check_image_size(image_size)
-    local = np.asarray(local, dtype=bool)
-    x0, y0 = (int(v) for v in origin)
-    h, w = local.shape
-    if x0 < 0 or y0 < 0 or x0 + w > width or y0 + h > height:
-        raise ValueError(f"window {w}x{h} at {(x0, y0)} does not fit an image of {(height, width)}")
-    total = height * width
-    padded = np.zeros((w, h + 2), np.int8)
-    padded[:, 1:-1] = local.T  # one row per column of the window, column-major order
-    change = np.diff(padded, axis=1)  # (w, h + 1): +1 at run starts, -1 after run ends
-    sc, sr = np.nonzero(change == 1)
-    ec, er = np.nonzero(change == -1)
-    starts = (x0 + sc).astype(np.int64) * height + y0 + sr
-    ends = (x0 + ec).astype(np.int64) * height + y0 + er
-    if starts.size == 0:
-        return [total]
-    # a run reaching the bottom of a column and one from the top of the next are one run
-    join = ends[:-1] == starts[1:]
-    starts = np.concatenate([starts[:1], starts[1:][~join]])
-    ends = np.concatenate([ends[:-1][~join], ends[-1:]])
-    bounds = np.empty(2 * starts.size + 2, np.int64)
-    bounds[0], bounds[-1] = 0, total
-    bounds[1:-1:2], bounds[2:-1:2] = starts, ends
-    runs = np.diff(bounds).tolist()
-    if runs[-1] == 0:  # the mask ends with 1s: no closing run of 0s (as pycocotools encodes)
-        runs.pop()
-    return runs
-
-
-def _compress(runs_list: list[list], image_size: tuple[int, int]) -> list[dict]:
-    height, width = image_size
-    objs = [{"size": [height, width], "counts": runs} for runs in runs_list]
-    rles = mask_util.frPyObjects(objs, height, width)
-    return [{"size": [height, width], "counts": r["counts"].decode("ascii")} for r in rles]
-
-
 def patch_to_rle(
     patch: np.ndarray,
     box: Sequence[float] | np.ndarray,
@@ -180,9 +138,9 @@ def patch_to_rle(
     """COCO compressed RLE ``{"size": [H, W], "counts": str}`` of ``paste_patch``'s mask
     (what ``pycocotools.mask.encode`` gives for the full mask, counts decoded to str),
     built from the box-sized window only."""
-    size = _check_image_size(image_size)
-    local, origin = paste_patch(patch, box, size, threshold)
-    return _compress([window_runs(local, origin, size)], size)[0]
+    height, width = _check_image_size(image_size)
+    local, (x0, y0) = paste_patch(patch, box, (height, width), threshold)
+    return window_to_rle(local, x0, y0, height, width)
 
 
 def patches_to_rle(
@@ -202,8 +160,6 @@ def patches_to_rle(
     if patches.shape[0] != boxes.shape[0]:
         raise ValueError(f"{patches.shape[0]} patches for {boxes.shape[0]} boxes")
     size = _check_image_size(image_size)
-    runs = []
-    for patch, box in zip(patches, boxes, strict=True):
-        local, origin = paste_patch(patch, box, size, threshold)
-        runs.append(window_runs(local, origin, size))
-    return _compress(runs, size) if runs else []
+    return [
+        patch_to_rle(patch, box, size, threshold) for patch, box in zip(patches, boxes, strict=True)
+    ]

@@ -22,9 +22,17 @@ from torchvision.ops import batched_nms
 from chipping.scales import box_sizes, in_range
 from sniper.structures import chip_to_image
 
+from .mask_patches import patches_to_rle
 from .network_input import NetworkInput
 
-__all__ = ["Detections", "cut_by_inner_edges", "input_detections", "scale_detections"]
+__all__ = [
+    "Detections",
+    "cut_by_inner_edges",
+    "input_detections",
+    "merged_masks",
+    "model_patches",
+    "scale_detections",
+]
 
 #: boxes (N, 4), scores (N,), labels (N,), plus mask patches (N, M, M) when the model gives them
 Detections = tuple[np.ndarray, ...]
@@ -111,3 +119,33 @@ def scale_detections(
     if patches is None:
         return kept
     return (*kept, torch.from_numpy(patches[ok]), torch.from_numpy(mask_boxes[ok]))
+
+
+def model_patches(patches: Tensor, num_boxes: int) -> np.ndarray:
+    """The model's ``mask_patches`` of one input as float32 numpy ``(D, M, M)``; a
+    ``ValueError`` naming the shape when it is not ``(num_boxes, M, M)``."""
+    arr = patches.detach().float().cpu().numpy()
+    if arr.ndim != 3 or arr.shape[0] != num_boxes or arr.shape[1] != arr.shape[2]:
+        raise ValueError(
+            f"the model's mask_patches must be (D, M, M) with D = {num_boxes} boxes, "
+            f"got {tuple(arr.shape)}"
+        )
+    return arr
+
+
+def merged_masks(
+    attached: Sequence[Tensor], keep: Tensor, mask_size: int, image_size: tuple[int, int]
+) -> dict:
+    """The mask entries of an image's result: ``attached`` = ``(patches (N, M, M),
+    mask_boxes (N, 4))`` of all its scales (empty: the image had no input), ``keep`` the
+    merge's indices. Returns ``mask_patches``, ``mask_boxes`` (numpy) and ``masks`` (RLE)."""
+    if len(attached) == 2:
+        patches, mask_boxes = attached[0][keep].numpy(), attached[1][keep].numpy()
+    else:
+        patches = np.zeros((0, mask_size, mask_size), np.float32)
+        mask_boxes = np.zeros((0, 4), np.float32)
+    return {
+        "mask_patches": patches,
+        "mask_boxes": mask_boxes,
+        "masks": patches_to_rle(patches, mask_boxes, image_size),
+    }

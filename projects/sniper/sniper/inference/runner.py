@@ -42,8 +42,14 @@ from torch import Tensor, nn
 
 from sniper.image_ops import check_image, cut_chip
 
-from .detections import Detections, cut_by_inner_edges, input_detections, scale_detections
-from .mask_patches import patches_to_rle
+from .detections import (
+    Detections,
+    cut_by_inner_edges,
+    input_detections,
+    merged_masks,
+    model_patches,
+    scale_detections,
+)
 from .network_input import NetworkInput, batch_by_pixels
 from .soft_nms import merge_indices
 from .tiling import default_tile_size, tile_input
@@ -222,14 +228,7 @@ class InferenceRunner:
             "labels": out["labels"].detach().cpu().numpy().reshape(-1).astype(np.int64),
         }
         if "mask_patches" in out:
-            patches = out["mask_patches"].detach().float().cpu().numpy()
-            d = len(res["boxes"])
-            if patches.ndim != 3 or patches.shape[0] != d or patches.shape[1] != patches.shape[2]:
-                raise ValueError(
-                    f"the model's mask_patches must be (D, M, M) with D = {d} boxes, "
-                    f"got {tuple(patches.shape)}"
-                )
-            res["mask_patches"] = patches
+            res["mask_patches"] = model_patches(out["mask_patches"], len(res["boxes"]))
         for key, hint in self.output_keys.items():
             if key not in out:
                 raise KeyError(f"the model's outputs lack {key!r}: {hint}")
@@ -343,12 +342,5 @@ class InferenceRunner:
             "inputs_per_scale": st.inputs,
         }
         if mask_size is not None:
-            if len(cat) == 5:
-                patches, mask_boxes = cat[3][keep].numpy(), cat[4][keep].numpy()
-            else:  # this image had no input: nothing to merge
-                patches = np.zeros((0, mask_size, mask_size), np.float32)
-                mask_boxes = np.zeros((0, 4), np.float32)
-            result["mask_patches"] = patches
-            result["mask_boxes"] = mask_boxes
-            result["masks"] = patches_to_rle(patches, mask_boxes, size)
+            result.update(merged_masks(cat[3:], keep, mask_size, size))
         return result

@@ -83,8 +83,8 @@ def _weights(first: int, count: int, lo: float, hi: float, m: int) -> np.ndarray
     a = t - c0
     w = np.zeros((count, m), np.float64)
     rows = np.arange(count)
-    np.add.at(w, (rows, c0), 1.0 - a)
-    np.add.at(w, (rows, c1), a)
+    w[rows, c0] = 1.0 - a
+    w[rows, c1] += a  # one entry per row in each assignment; c1 == c0 only where a == 0
     return w
 
 

@@ -22,7 +22,7 @@ row blocks, so a huge box needs only its boolean mask at once). A box with no pi
 inside (narrower than a pixel, or outside the image) pastes nothing.
 
 **RLE.** ``patch_to_rle`` encodes the pasted box-sized window with the project's one
-window encoder, ``sniper.data.patch_rle.patch_to_rle`` (column-major run lengths from the
+window encoder, ``sniper.patch_rle.patch_to_rle`` (column-major run lengths from the
 window's set pixels, compressed by pycocotools ``frPyObjects``; the rest of the image is 0),
 so no ``(H, W)`` array is made, whatever the image size.
 """
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from sniper.data.patch_rle import patch_to_rle as window_to_rle
+from sniper.patch_rle import patch_to_rle as window_to_rle
 
 __all__ = ["paste_patch", "patch_to_rle", "patches_to_rle"]
 

@@ -198,6 +198,10 @@ def test_config_modules_import_no_torch() -> None:
             ("sniper.data", "sniper.modeling", "sniper.inference", "autofocus", "torch"),
         ),
         ("sniper.progress", ("sniper.data", "sniper.engine", "sniper.inference", "torch")),
+        (
+            "sniper.patch_rle",
+            ("sniper.data", "sniper.modeling", "sniper.inference", "autofocus", "torch"),
+        ),
         ("autofocus.modeling", ("sniper.data", "sniper.engine", "sniper.inference")),
         ("autofocus.predictor", ("sniper.engine", "autofocus.engine")),
     ],

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torchvision.ops import batched_nms
 
-from sniper.inference.soft_nms import merge_detections, soft_nms_class
+from sniper.inference.soft_nms import merge_detections, merge_indices, soft_nms_class
 
 
 def _t(values, dtype=torch.float32) -> torch.Tensor:
@@ -177,3 +177,19 @@ def test_empty_input_and_errors() -> None:
         merge_detections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0), method="linear")
     with pytest.raises(ValueError, match="boxes"):
         merge_detections(torch.zeros(2, 4), torch.zeros(3), torch.zeros(3))
+
+
+@pytest.mark.parametrize("method", ["soft", "nms"])
+def test_merge_indices_are_the_detections_merge_keeps(method) -> None:
+    gen = torch.Generator().manual_seed(0)
+    xy = torch.rand(40, 2, generator=gen) * 50
+    boxes = torch.cat([xy, xy + 5 + torch.rand(40, 2, generator=gen) * 20], dim=1)
+    scores = torch.rand(40, generator=gen)
+    labels = torch.randint(0, 3, (40,), generator=gen)
+    keep, new_scores = merge_indices(boxes, scores, labels, method=method, top_k=15)
+    b, s, lab = merge_detections(boxes, scores, labels, method=method, top_k=15)
+    assert keep.dtype == torch.int64 and len(keep) == 15 == len(set(keep.tolist()))
+    assert torch.equal(boxes[keep], b) and torch.equal(labels[keep], lab)
+    assert torch.equal(new_scores, s)
+    if method == "nms":
+        assert torch.equal(scores[keep], s)

@@ -12,9 +12,9 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from sniper.data import synthetic
-from sniper.data.patch_rle import patch_to_rle
 from sniper.data.synthetic import SYNTHETIC_VERSION, SyntheticSplit, build_split, render_seed
 from sniper.data.synthetic_render import render_image, render_instances
+from sniper.patch_rle import patch_to_rle
 
 TINY = SyntheticSplit("synthetic_test_masks", num_images=3, canvas=512, seed=77)
 

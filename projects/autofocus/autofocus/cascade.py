@@ -180,6 +180,8 @@ class AutoFocusCascade(InferenceRunner):
             scale); `pixel_fraction` float (`pixels / sum(full_pixels_per_scale)`);
             `chips_per_scale` list of float32 `(K_s, 4)` numpy windows actually processed
             (image px; scale 0: the image); `focus_maps` list (per scale) of `FocusMap`.
+            With a mask head also `mask_patches`, `mask_boxes` and `masks`
+            (`InferenceRunner.run`): each surviving box keeps its own patch.
         """
         p = dataclasses.replace(params or self.params, **overrides)
         images = [check_image(im, i) for i, im in enumerate(images)]

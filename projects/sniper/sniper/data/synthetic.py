@@ -31,9 +31,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from sniper.patch_rle import patch_to_rle
+
 from .catalog import DatasetCatalog, MetadataCatalog
 from .coco import load_coco_json
-from .patch_rle import patch_to_rle
 from .synthetic_render import SYNTHETIC_CLASSES, render_image, render_instances
 
 __all__ = [

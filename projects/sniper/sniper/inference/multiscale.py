@@ -138,6 +138,7 @@ class MultiScaleInference(InferenceRunner):
             ``(N,)`` (decayed by soft-NMS), ``classes`` int64 ``(N,)`` contiguous 0..C-1 (CPU
             tensors, best first, ``N <= top_k``), ``pixels`` int (network-input pixels, all
             scales), ``pixels_per_scale`` list[int] and ``inputs_per_scale`` list[int]
-            (network inputs: 1, or the number of tiles).
+            (network inputs: 1, or the number of tiles); with a mask head also
+            ``mask_patches``, ``mask_boxes`` and ``masks`` (``InferenceRunner.run``).
         """
         return self.run(images, self.valid_ranges, self.scale_inputs)

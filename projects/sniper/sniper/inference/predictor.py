@@ -93,7 +93,10 @@ class SniperPredictor:
             One dict per image: ``boxes`` float32 ``(N, 4)`` XYXY image px, ``scores`` float32
             ``(N,)``, ``classes`` int64 ``(N,)`` contiguous ids 0..C-1 (numpy, best first),
             ``pixels`` int (network-input pixels over all scales and tiles) and
-            ``pixels_per_scale`` list[int].
+            ``pixels_per_scale`` list[int]. With a mask head (the model outputs
+            ``mask_patches``) also ``mask_patches`` float32 ``(N, 28, 28)``, ``mask_boxes``
+            float32 ``(N, 4)`` image px (each patch's frame, unclipped) and ``masks``, N
+            COCO RLE dicts of the image (``sniper.inference.mask_patches``).
 
         Raises:
             ValueError: naming the image index and its shape or dtype when it is not a

@@ -19,8 +19,15 @@ whole canvases, tiles, FocusChips of the previous scale). Everything else happen
    clipping to the image, and the valid-range filter ``chipping.scales.in_range`` on the box
    size ``chipping.scales.box_sizes`` (image px, half-open ``[lo, hi)``).
 5. **Finish.** All scales are merged per class with soft-NMS or NMS
-   (``sniper.inference.soft_nms.merge_detections``), the best ``top_k`` kept, labels 1..C
+   (``sniper.inference.soft_nms.merge_indices``), the best ``top_k`` kept, labels 1..C
    become class ids 0..C-1, and the network-input pixels are reported per scale.
+
+**Masks.** A model that outputs ``mask_patches`` (float32 ``(D, M, M)``, the patch over
+``boxes[i]`` in input px) has each patch carried with its detection through steps 2-5 (the
+same indices select both; the box is the patch's frame, mapped with it, and kept unclipped
+as ``mask_boxes``), so the surviving box of the cross-scale merge keeps its own mask. The
+result then adds ``mask_patches``, ``mask_boxes`` and ``masks`` (COCO RLE of the image,
+``sniper.inference.mask_patches.patches_to_rle``); no ``(N, H, W)`` array is made.
 """
 
 from __future__ import annotations
@@ -35,9 +42,16 @@ from torch import Tensor, nn
 
 from sniper.image_ops import check_image, cut_chip
 
-from .detections import Detections, cut_by_inner_edges, input_detections, scale_detections
+from .detections import (
+    Detections,
+    cut_by_inner_edges,
+    input_detections,
+    merged_masks,
+    model_patches,
+    scale_detections,
+)
 from .network_input import NetworkInput, batch_by_pixels
-from .soft_nms import merge_detections
+from .soft_nms import merge_indices
 from .tiling import default_tile_size, tile_input
 
 __all__ = [
@@ -85,7 +99,8 @@ class ScaleOutputs:
 class _ImageState:
     pixels: list[int] = field(default_factory=list)
     inputs: list[int] = field(default_factory=list)
-    kept: list[tuple[Tensor, Tensor, Tensor]] = field(default_factory=list)
+    mask_size: int | None = None  # M of the model's mask patches, once seen
+    kept: list[tuple[Tensor, ...]] = field(default_factory=list)
 
 
 InputChooser = Callable[[int, list[tuple[int, int]], ScaleOutputs | None], list[NetworkInput]]
@@ -97,7 +112,8 @@ class InferenceRunner:
     Args:
         model: detector; in eval mode ``model(list of (3, h, w) uint8 tensors in
             input_format)`` returns per input ``{"boxes" (D, 4) input px, "scores" (D,),
-            "labels" int64 (D,) in 1..C}`` (plus ``output_keys``) and never resizes.
+            "labels" int64 (D,) in 1..C}`` (plus ``output_keys``, and optionally
+            ``"mask_patches"`` float (D, M, M) over each box) and never resizes.
         merge: ``"soft"`` (Gaussian soft-NMS) or ``"nms"`` across scales.
         sigma: soft-NMS sigma (IoU units).
         nms_iou: hard-NMS IoU threshold when ``merge="nms"``.
@@ -211,6 +227,8 @@ class InferenceRunner:
             "scores": out["scores"].detach().float().cpu().numpy().reshape(-1),
             "labels": out["labels"].detach().cpu().numpy().reshape(-1).astype(np.int64),
         }
+        if "mask_patches" in out:
+            res["mask_patches"] = model_patches(out["mask_patches"], len(res["boxes"]))
         for key, hint in self.output_keys.items():
             if key not in out:
                 raise KeyError(f"the model's outputs lack {key!r}: {hint}")
@@ -244,7 +262,11 @@ class InferenceRunner:
             One dict per image: ``boxes`` float32 ``(N, 4)`` XYXY image px, ``scores`` float32
             ``(N,)``, ``classes`` int64 ``(N,)`` 0..C-1 (CPU tensors, best first,
             ``N <= top_k``), ``pixels`` int (network-input pixels, all scales),
-            ``pixels_per_scale`` and ``inputs_per_scale`` list[int].
+            ``pixels_per_scale`` and ``inputs_per_scale`` list[int]. When the model outputs
+            ``mask_patches``: ``mask_patches`` float32 numpy ``(N, M, M)`` (row i over
+            ``mask_boxes[i]``), ``mask_boxes`` float32 numpy ``(N, 4)`` image px (the box
+            before clipping) and ``masks``, a list of N COCO RLE dicts
+            ``{"size": [H, W], "counts": str}`` (threshold 0.5).
         """
         images = [check_image(im, i) for i, im in enumerate(images)]
         sizes = [(int(im.shape[0]), int(im.shape[1])) for im in images]
@@ -262,7 +284,8 @@ class InferenceRunner:
                     on_scale(s, previous)
         finally:
             self.model.train(was_training)
-        return [self._finish(st) for st in states]
+        mask_size = next((st.mask_size for st in states if st.mask_size), None)
+        return [self._finish(st, size, mask_size) for st, size in zip(states, sizes, strict=True)]
 
     def _record(
         self,
@@ -282,21 +305,26 @@ class InferenceRunner:
             st.pixels[-1] += inp.area
             st.inputs[-1] += 1
             parts[inp.image_index].append(self.input_detections(inp, out))
+            if "mask_patches" in out:
+                st.mask_size = int(out["mask_patches"].shape[-1])
             tiled[inp.image_index] |= inp.is_tile
         for i, st in enumerate(states):
             if parts[i]:
                 dedup = self.tile_nms_iou if tiled[i] else None
                 st.kept.append(self.scale_detections(parts[i], sizes[i], valid_range, dedup))
 
-    def _finish(self, st: _ImageState) -> dict[str, Any]:
-        """Cross-scale merge, class ids and pixel accounting of one image."""
+    def _finish(
+        self, st: _ImageState, size: tuple[int, int], mask_size: int | None = None
+    ) -> dict[str, Any]:
+        """Cross-scale merge, class ids, masks and pixel accounting of one image of
+        ``size`` ``(H, W)``; ``mask_size``: M when the model gave mask patches."""
         if st.kept:
-            boxes, scores, labels = (torch.cat([k[j] for k in st.kept]) for j in range(3))
+            cat = [torch.cat([k[j] for k in st.kept]) for j in range(len(st.kept[0]))]
         else:
-            boxes, scores = torch.zeros((0, 4)), torch.zeros((0,))
-            labels = torch.zeros((0,), dtype=torch.int64)
-        boxes, scores, labels = merge_detections(
-            boxes.reshape(-1, 4),
+            cat = [torch.zeros((0, 4)), torch.zeros((0,)), torch.zeros((0,), dtype=torch.int64)]
+        boxes, scores, labels = cat[0].reshape(-1, 4), cat[1], cat[2]
+        keep, new_scores = merge_indices(
+            boxes,
             scores,
             labels,
             method=self.merge,
@@ -305,11 +333,14 @@ class InferenceRunner:
             min_score=self.min_score,
             top_k=self.top_k,
         )
-        return {
-            "boxes": boxes,
-            "scores": scores,
-            "classes": labels - 1,
+        result: dict[str, Any] = {
+            "boxes": boxes[keep],
+            "scores": new_scores,
+            "classes": labels[keep] - 1,
             "pixels": int(sum(st.pixels)),
             "pixels_per_scale": st.pixels,
             "inputs_per_scale": st.inputs,
         }
+        if mask_size is not None:
+            result.update(merged_masks(cat[3:], keep, mask_size, size))
+        return result

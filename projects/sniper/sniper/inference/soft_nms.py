@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import batched_nms
 
-__all__ = ["merge_detections", "soft_nms_class"]
+__all__ = ["merge_detections", "merge_indices", "soft_nms_class"]
 
 
 def soft_nms_class(
@@ -91,6 +91,59 @@ def _soft_nms_all(
     return np.concatenate(keep_parts), np.concatenate(score_parts)
 
 
+def merge_indices(
+    boxes: Tensor,
+    scores: Tensor,
+    labels: Tensor,
+    method: str = "soft",
+    sigma: float = 0.55,
+    iou: float = 0.5,
+    min_score: float = 0.001,
+    top_k: int = 200,
+) -> tuple[Tensor, Tensor]:
+    """Which detections ``merge_detections`` keeps, and their new scores.
+
+    Same arguments as ``merge_detections``. Returns ``(keep int64 (K,), scores float32 (K,))``
+    on the CPU: ``keep`` indexes the inputs, best first (ties: lower input index first), so
+    anything attached to a detection (a mask patch, its frame) follows it with
+    ``attached[keep]``.
+
+    Raises:
+        ValueError: unknown ``method`` or inconsistent shapes.
+    """
+    if method not in ("soft", "nms"):
+        raise ValueError(f'method must be "soft" or "nms", got {method!r}')
+    n = int(scores.shape[0]) if scores.dim() else -1
+    if boxes.shape != (n, 4) or labels.shape != (n,):
+        raise ValueError(
+            f"expected boxes (N, 4), scores (N,), labels (N,); got {tuple(boxes.shape)}, "
+            f"{tuple(scores.shape)}, {tuple(labels.shape)}"
+        )
+    boxes_cpu = boxes.detach().to("cpu", torch.float32)
+    scores_cpu = scores.detach().to("cpu", torch.float32)
+    labels_cpu = labels.detach().to("cpu", torch.int64)
+    if method == "soft":
+        keep_np, new_scores_np = _soft_nms_all(
+            boxes_cpu.numpy(), scores_cpu.numpy(), labels_cpu.numpy(), sigma, min_score
+        )
+        keep = torch.from_numpy(keep_np)
+        new_scores = torch.from_numpy(new_scores_np)
+    else:
+        candidates = torch.nonzero(scores_cpu >= min_score).flatten()
+        kept = batched_nms(
+            boxes_cpu[candidates], scores_cpu[candidates], labels_cpu[candidates], float(iou)
+        )
+        keep = candidates[kept]
+        new_scores = scores_cpu[keep]
+    # Stable order: by decreasing score, then by input index.
+    by_index = torch.argsort(keep)
+    keep, new_scores = keep[by_index], new_scores[by_index]
+    order = torch.argsort(new_scores, descending=True, stable=True)
+    if top_k > 0:
+        order = order[:top_k]
+    return keep[order], new_scores[order]
+
+
 def merge_detections(
     boxes: Tensor,
     scores: Tensor,
@@ -116,45 +169,16 @@ def merge_detections(
 
     Returns:
         ``(boxes float32 (K, 4), scores float32 (K,), labels int64 (K,))`` on the inputs'
-        device, sorted by decreasing score (ties: lower input index first).
+        device, sorted by decreasing score (ties: lower input index first); the kept
+        indices are ``merge_indices``'.
 
     Raises:
         ValueError: unknown ``method`` or inconsistent shapes.
     """
-    if method not in ("soft", "nms"):
-        raise ValueError(f'method must be "soft" or "nms", got {method!r}')
-    n = int(scores.shape[0]) if scores.dim() else -1
-    if boxes.shape != (n, 4) or labels.shape != (n,):
-        raise ValueError(
-            f"expected boxes (N, 4), scores (N,), labels (N,); got {tuple(boxes.shape)}, "
-            f"{tuple(scores.shape)}, {tuple(labels.shape)}"
-        )
+    keep, new_scores = merge_indices(boxes, scores, labels, method, sigma, iou, min_score, top_k)
     device = boxes.device
-    boxes_cpu = boxes.detach().to("cpu", torch.float32)
-    scores_cpu = scores.detach().to("cpu", torch.float32)
-    labels_cpu = labels.detach().to("cpu", torch.int64)
-    if method == "soft":
-        keep_np, new_scores_np = _soft_nms_all(
-            boxes_cpu.numpy(), scores_cpu.numpy(), labels_cpu.numpy(), sigma, min_score
-        )
-        keep = torch.from_numpy(keep_np)
-        new_scores = torch.from_numpy(new_scores_np)
-    else:
-        candidates = torch.nonzero(scores_cpu >= min_score).flatten()
-        kept = batched_nms(
-            boxes_cpu[candidates], scores_cpu[candidates], labels_cpu[candidates], float(iou)
-        )
-        keep = candidates[kept]
-        new_scores = scores_cpu[keep]
-    # Stable order: by decreasing score, then by input index.
-    by_index = torch.argsort(keep)
-    keep, new_scores = keep[by_index], new_scores[by_index]
-    order = torch.argsort(new_scores, descending=True, stable=True)
-    if top_k > 0:
-        order = order[:top_k]
-    keep, new_scores = keep[order], new_scores[order]
     return (
-        boxes_cpu[keep].to(device),
+        boxes.detach().to("cpu", torch.float32)[keep].to(device),
         new_scores.to(device),
-        labels_cpu[keep].to(device),
+        labels.detach().to("cpu", torch.int64)[keep].to(device),
     )

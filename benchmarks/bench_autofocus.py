@@ -7,7 +7,8 @@ With one trained AutoFocus model (MODEL.WEIGHTS), over the first N images of a d
 * the AutoFocus cascade (`autofocus.cascade.AutoFocusCascade`) with the config's thresholds
   and with every transition at each threshold t of `--thresholds`.
 
-For each: COCO AP, AP50 and APs (`sniper.engine.evaluation.COCOEvaluator`), network-input
+For each: COCO AP, AP50 and APs (`sniper.engine.evaluation.COCOEvaluator`; with a
+MODEL.MASK_ON model also the mask AP, AP50 and APs), network-input
 megapixels per image, the fraction of the full pyramid's pixels (in all and at the finest
 scale), images/s (model calls only: decoding is excluded; one warm-up image first) and the
 speed-up over full multi-scale. Printed as a table; `--output` gets `bench_autofocus.json` and
@@ -92,6 +93,8 @@ def run_one(
         "finest_fraction": float(per_scale[-1] / full[-1]),
         "images_per_s": n / timed.seconds if timed.seconds > 0 else 0.0,
     }
+    if "segm" in res:  # a model with MODEL.MASK_ON: mask AP beside box AP
+        row.update({f"mask_{k}": res["segm"][k] for k in ("AP", "AP50", "APs")})
     print(
         f"  {name}: AP {row['AP']:.1f}, {row['pixel_fraction']:.3f} of the pixels, "
         f"{row['images_per_s']:.2f} images/s",
@@ -106,14 +109,20 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         f"{'method':<26}{'AP':>6}{'AP50':>6}{'APs':>6}{'MP/img':>8}{'px frac':>9}"
         f"{'finest':>8}{'img/s':>8}{'speed-up':>9}"
     )
+    masks = "mask_AP" in rows[0]
+    if masks:
+        head += f"{'mask AP':>9}{'AP50':>6}{'APs':>6}"
     print("\n" + head + "\n" + "-" * len(head))
     for r in rows:
         up = r["images_per_s"] / base if base > 0 else float("nan")
-        print(
+        line = (
             f"{r['method']:<26}{r['AP']:>6.1f}{r['AP50']:>6.1f}{r['APs']:>6.1f}"
             f"{r['mpix_per_image']:>8.3f}{r['pixel_fraction']:>9.3f}"
             f"{r['finest_fraction']:>8.3f}{r['images_per_s']:>8.2f}{up:>8.2f}x"
         )
+        if masks:
+            line += f"{r['mask_AP']:>9.1f}{r['mask_AP50']:>6.1f}{r['mask_APs']:>6.1f}"
+        print(line)
 
 
 def plot(rows: list[dict[str, Any]], path: str, title: str) -> None:

@@ -33,7 +33,6 @@ result then adds ``mask_patches``, ``mask_boxes`` and ``masks`` (COCO RLE of the
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -51,6 +50,7 @@ from .detections import (
     scale_detections,
 )
 from .network_input import NetworkInput, batch_by_pixels
+from .scale_outputs import ImageState, ScaleOutputs
 from .soft_nms import merge_indices
 from .tiling import default_tile_size, tile_input
 
@@ -77,30 +77,6 @@ def runner_kwargs_from_config(cfg: Any) -> dict[str, Any]:
         "device": cfg.MODEL.DEVICE,
         "tile_nms_iou": cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST,
     }
-
-
-@dataclass
-class ScaleOutputs:
-    """What one scale gave: its inputs (all images) and the model's numpy output of each
-    (``boxes`` float32 ``(D, 4)`` input px, ``scores`` float32 ``(D,)``, ``labels`` int64
-    ``(D,)`` in 1..C, plus the runner's ``output_keys`` as float32 arrays)."""
-
-    inputs: list[NetworkInput]
-    outputs: list[dict[str, np.ndarray]]
-
-    def of_image(self, index: int) -> list[tuple[NetworkInput, dict[str, np.ndarray]]]:
-        """The ``(input, output)`` pairs of image ``index``."""
-        return [
-            (i, o) for i, o in zip(self.inputs, self.outputs, strict=True) if i.image_index == index
-        ]
-
-
-@dataclass
-class _ImageState:
-    pixels: list[int] = field(default_factory=list)
-    inputs: list[int] = field(default_factory=list)
-    mask_size: int | None = None  # M of the model's mask patches, once seen
-    kept: list[tuple[Tensor, ...]] = field(default_factory=list)
 
 
 InputChooser = Callable[[int, list[tuple[int, int]], ScaleOutputs | None], list[NetworkInput]]
@@ -270,7 +246,7 @@ class InferenceRunner:
         """
         images = [check_image(im, i) for i, im in enumerate(images)]
         sizes = [(int(im.shape[0]), int(im.shape[1])) for im in images]
-        states = [_ImageState() for _ in images]
+        states = [ImageState() for _ in images]
         caches: list[dict] = [{} for _ in images]
         previous: ScaleOutputs | None = None
         was_training = self.model.training
@@ -289,7 +265,7 @@ class InferenceRunner:
 
     def _record(
         self,
-        states: list[_ImageState],
+        states: list[ImageState],
         sizes: list[tuple[int, int]],
         scale: ScaleOutputs,
         valid_range: Sequence[float],
@@ -314,7 +290,7 @@ class InferenceRunner:
                 st.kept.append(self.scale_detections(parts[i], sizes[i], valid_range, dedup))
 
     def _finish(
-        self, st: _ImageState, size: tuple[int, int], mask_size: int | None = None
+        self, st: ImageState, size: tuple[int, int], mask_size: int | None = None
     ) -> dict[str, Any]:
         """Cross-scale merge, class ids, masks and pixel accounting of one image of
         ``size`` ``(H, W)``; ``mask_size``: M when the model gave mask patches."""

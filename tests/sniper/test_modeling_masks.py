@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-from torchvision.ops import MultiScaleRoIAlign, roi_align
+from torchvision.ops import MultiScaleRoIAlign
 
 from sniper.config import setup_cfg
 from sniper.modeling import build_model
@@ -98,29 +98,43 @@ def test_loss_uses_the_masks_of_valid_gt_only() -> None:
     assert not torch.allclose(_loss(heads, changed_valid), base)
 
 
-def test_loss_equals_bce_on_the_gt_class_of_the_roi_aligned_target() -> None:
-    """Independent reference: the one valid positive (the GT box itself, class 1) against
-    the mask cut by RoIAlign at M x M, BCE on the class-1 logits."""
+def test_loss_equals_bce_on_the_gt_class_of_the_cell_means() -> None:
+    """Independent reference: the one valid positive (the GT box itself, class 1, 56 px =
+    14 cells of 4 px) against the exact mean of the mask's pixels in each cell (pixel u
+    covers [u, u + 1): the paste frame of sniper.inference.mask_patches), BCE on the class-1
+    logits. torchvision's unaligned projection would blend half a pixel off."""
     heads = _heads()
-    masks = torch.zeros((2, 256, 256), dtype=torch.uint8)
-    masks[0, 20:60, 20:70] = 1
+    masks = torch.zeros((1, 256, 256), dtype=torch.uint8)
+    masks[0, 21:59, 19:70] = 1
     heads.train()
-    # only GT 0 is a proposal that can be positive: the appended GT 0 (in range) plus a far
-    # background proposal
+    # the only positive is the appended GT (in range); the proposal is far background
     props = [torch.tensor([[300.0, 300.0, 310.0, 310.0]])]
     target = _target(masks)
-    target["boxes"] = target["boxes"][:1]
+    target["boxes"] = torch.tensor([[16.0, 16.0, 72.0, 72.0]])
     target["labels"] = target["labels"][:1]
-    target["masks"] = masks[:1]
     _, losses = heads(_features(), props, [(256, 256)], [target])
-    box = torch.tensor([[0.0, 16.0, 16.0, 80.0, 80.0]])
+    box = target["boxes"]
     logits = heads.mask_predictor(
-        heads.mask_head(heads.mask_roi_pool(_features(), [box[:, 1:]], [(256, 256)]))
+        heads.mask_head(heads.mask_roi_pool(_features(), [box], [(256, 256)]))
     )
-    m = logits.shape[-1]
-    expected_target = roi_align(masks[:1, None].float(), box, (m, m), 1.0)[:, 0]
-    expected = F.binary_cross_entropy_with_logits(logits[:, 1], expected_target)
+    assert logits.shape[-1] == 14
+    cell_means = masks[0, 16:72, 16:72].float().reshape(14, 4, 14, 4).mean(dim=(1, 3))
+    assert set(cell_means.unique().tolist()) > {0.0, 1.0}  # partial cells exist
+    expected = F.binary_cross_entropy_with_logits(logits[:, 1], cell_means[None])
     assert torch.allclose(losses["loss_mask"], expected, atol=1e-6)
+
+
+def test_project_masks_cell_means_and_empty() -> None:
+    from sniper.modeling.mask_head import project_masks
+
+    masks = torch.zeros((2, 40, 40))
+    masks[1, 10:20, 12:30] = 1
+    rois = torch.tensor([[8.0, 8.0, 32.0, 32.0]])  # 24 px = 6 cells of 4 px
+    out = project_masks(masks, rois, torch.tensor([1]), 6)
+    assert torch.allclose(out[0], masks[1, 8:32, 8:32].reshape(6, 4, 6, 4).mean(dim=(1, 3)))
+    assert project_masks(
+        masks, torch.zeros((0, 4)), torch.zeros(0, dtype=torch.int64), 6
+    ).shape == (0, 6, 6)
 
 
 def test_no_valid_positive_gives_a_zero_loss_reaching_every_mask_parameter() -> None:

@@ -9,10 +9,13 @@ convs of ``CONV_DIM`` (256) channels, a 2x2 stride-2 deconv and a 1x1 conv givin
 Training rule (docs/design.md section 4, "masks on chips"): mask targets are made only for the
 *sampled positive* RoIs (label >= 1) whose matched GT box is valid at the chip's scale (its size
 in the chip's half-open ``valid_range``). The GT masks (``target["masks"]`` uint8
-``(V, k, k)`` chip px, row ``i`` the mask of ``target["boxes"][i]``) are cut to each RoI by
-RoIAlign at ``M x M`` (torchvision's ``project_masks_on_boxes``); the loss is torchvision's
-per-pixel binary cross-entropy on the logits of the GT class (``maskrcnn_loss``). Ignore boxes
-have no masks and never match a RoI, so they are never trained on.
+``(V, k, k)`` chip px, row ``i`` the mask of ``target["boxes"][i]``) are cut to each RoI at
+``M x M`` by *aligned* RoIAlign (``project_masks``: chip pixel ``u`` covers ``[u, u + 1)``, so a
+cell's target is the mask averaged over the cell, the frame in which
+``sniper.inference.mask_patches`` pastes a patch back; torchvision's ``project_masks_on_boxes``
+samples half a pixel off); the loss is the per-pixel binary cross-entropy on the logits of the
+GT class, as torchvision's ``maskrcnn_loss``. Ignore boxes have no masks and never match a
+RoI, so they are never trained on.
 
 Inference: the detections' boxes (input px) are pooled again and the sigmoid probabilities of
 each detection's own class are returned as ``mask_patches`` float32 ``(D, M, M)``: the patch
@@ -22,16 +25,17 @@ covers the detection's box, divided into ``M x M`` equal cells. Nothing is paste
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from fvcore.common.config import CfgNode
 from torch import Tensor, nn
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-from torchvision.models.detection.roi_heads import maskrcnn_inference, maskrcnn_loss
-from torchvision.ops import MultiScaleRoIAlign
+from torchvision.models.detection.roi_heads import maskrcnn_inference
+from torchvision.ops import MultiScaleRoIAlign, roi_align
 
 from .matching import in_range_mask
 from .norms import head_norm_layer
 
-__all__ = ["build_mask_branch", "mask_loss", "mask_patches", "mask_training_rois"]
+__all__ = ["build_mask_branch", "mask_loss", "mask_patches", "mask_training_rois", "project_masks"]
 
 
 def build_mask_branch(
@@ -88,6 +92,17 @@ def mask_training_rois(
     return rois, matched
 
 
+def project_masks(gt_masks: Tensor, rois: Tensor, matched: Tensor, m: int) -> Tensor:
+    """float ``(P, m, m)`` mask targets: GT mask ``matched[p]`` (of ``gt_masks`` ``(V, H, W)``,
+    chip px) over RoI ``rois[p]`` (``(P, 4)`` XYXY chip px), each cell the bilinear mean of the
+    mask over the cell (aligned RoIAlign, adaptive samples: pixel ``u`` covers ``[u, u + 1)``;
+    a RoI with whole-pixel cells gets the exact mean of each cell's pixels)."""
+    if rois.shape[0] == 0:
+        return rois.new_zeros((0, m, m))
+    indexed = torch.cat([matched.to(rois)[:, None], rois], dim=1)
+    return roi_align(gt_masks[:, None].to(rois), indexed, (m, m), 1.0, aligned=True)[:, 0]
+
+
 def mask_loss(
     pool: MultiScaleRoIAlign,
     head: nn.Module,
@@ -104,9 +119,13 @@ def mask_loss(
     logits = predictor(head(pool(features, rois, image_shapes)))
     if sum(int(r.shape[0]) for r in rois) == 0:
         return logits.sum() * 0.0
-    gt_masks = [t["masks"] for t in targets]
-    gt_labels = [t["labels"] for t in targets]
-    return maskrcnn_loss(logits, rois, gt_masks, gt_labels, matched)
+    m = int(logits.shape[-1])
+    mask_targets = torch.cat(
+        [project_masks(t["masks"], r, i, m) for t, r, i in zip(targets, rois, matched, strict=True)]
+    )
+    labels = torch.cat([t["labels"][i] for t, i in zip(targets, matched, strict=True)])
+    own = logits[torch.arange(labels.shape[0], device=labels.device), labels]
+    return F.binary_cross_entropy_with_logits(own, mask_targets)
 
 
 def mask_patches(

@@ -189,7 +189,7 @@ def test_real_model_from_files_equals_our_predictor(tmp_path) -> None:
     assert model.category_mapping == {"0": "0", "1": "1", "2": "2"}
     cfg = setup_cfg(str(config), ["MODEL.WEIGHTS", str(weights)])
     ours = SniperPredictor(
-        cfg, input_format="RGB", scales=[2.0], valid_ranges=[(-1, -1)], merge="nms", max_pixels=0
+        cfg, input_format="RGB", scales=[2.0], valid_ranges=[(-1, -1)], merge="nms"
     )
     image = _image()
     expected = ours(image)

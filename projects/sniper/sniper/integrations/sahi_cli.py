@@ -10,7 +10,9 @@ a model from another package cannot be named there. This entry point registers o
         --model_path output/model_final.pth --source images/ \\
         --slice_height 512 --slice_width 512 --model_device cpu --scale 2.0
 
-``--scale``, ``--opts`` and ``--predictor_class`` reach ``SniperDetectionModel``.
+``--scale``, ``--opts``, ``--predictor_class``, ``--config_setup`` and ``--modules`` reach
+``SniperDetectionModel`` (a trained AutoFocus detector: ``--config_setup
+autofocus.config.setup_cfg --modules autofocus.modeling``).
 """
 
 from __future__ import annotations

@@ -37,56 +37,17 @@ import numpy as np
 from chipping.scales import ScaleSpec
 from sniper.config import setup_cfg
 from sniper.image_ops import check_image
-from sniper.inference import SniperPredictor
 from sniper.inference.mask_patches import patches_to_rle
 from sniper.inputs import dataset_labels
 
 from ._optional import import_optional
 from .sahi_convert import to_object_predictions
+from .single_scale import import_attr, single_scale_predictor
 
-__all__ = ["SniperDetectionModel", "register_model_type", "single_scale_predictor"]
+__all__ = ["SniperDetectionModel", "register_model_type"]
 
 DetectionModel = import_optional("sahi.models.base", "sahi").DetectionModel
 MODEL_TYPE = "sniper"
-
-
-def single_scale_predictor(
-    cfg: Any, scale: ScaleSpec = 1.0, input_format: str = "RGB", predictor_class: Any = None
-) -> Any:
-    """A predictor of ``cfg`` running one test scale on whatever it is given (a slice).
-
-    ``scales=[scale]``, ``valid_ranges=[(-1, -1)]`` (every box kept), ``merge="nms"`` (one
-    scale: no cross-scale soft-NMS decaying the model's own NMS output), no tiling.
-
-    Args:
-        cfg: our config (``sniper.config.setup_cfg``).
-        scale: a factor or a ``(short, long)`` pair (``chipping.scales``).
-        input_format: channel order of the images given (SAHI's slices are RGB).
-        predictor_class: a ``SniperPredictor`` subclass or one with its constructor
-            (``AutoFocusPredictor`` is not: it runs its own cascade); default
-            ``SniperPredictor``.
-    """
-    cls = SniperPredictor if predictor_class is None else predictor_class
-    if isinstance(scale, list | tuple):
-        scale = tuple(scale)
-    return cls(
-        cfg,
-        input_format=input_format,
-        scales=[scale],
-        valid_ranges=[(-1, -1)],
-        merge="nms",
-        max_pixels=0,
-    )
-
-
-def _import_class(path: str) -> Any:
-    module, _, name = path.rpartition(".")
-    if not module:
-        raise ValueError(f"predictor_class must be a dotted path module.Class, got {path!r}")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"predictor_class {path!r} cannot be imported: {err}") from err
 
 
 class SniperDetectionModel(DetectionModel):
@@ -106,6 +67,11 @@ class SniperDetectionModel(DetectionModel):
         opts: further config overrides ``[KEY, VALUE, ...]`` for ``load_model``.
         predictor_class: dotted path of the predictor class ``load_model`` builds
             (default ``sniper.inference.SniperPredictor``).
+        config_setup: dotted path of the ``(config_file, opts) -> cfg`` function reading
+            ``config_path`` (default ``sniper.config.setup_cfg``; an AutoFocus config needs
+            ``autofocus.config.setup_cfg``).
+        modules: dotted module names imported before building (e.g. ``autofocus.modeling``,
+            which registers ``AutoFocusRCNN``, to run a trained AutoFocus detector).
     """
 
     def __init__(
@@ -123,6 +89,8 @@ class SniperDetectionModel(DetectionModel):
         scale: ScaleSpec | None = None,
         opts: Sequence[str] | None = None,
         predictor_class: str | None = None,
+        config_setup: str | None = None,
+        modules: Sequence[str] | None = None,
     ) -> None:
         if image_size is not None and (isinstance(image_size, bool) or int(image_size) < 1):
             raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
@@ -135,6 +103,8 @@ class SniperDetectionModel(DetectionModel):
         if len(self.opts) % 2:
             raise ValueError(f"opts must be KEY VALUE pairs, got {len(self.opts)} items")
         self.predictor_class = predictor_class
+        self.config_setup = config_setup
+        self.modules = [modules] if isinstance(modules, str) else list(modules or [])
         self.requested_device = device
         self.input_format = "RGB"
         self._slice_sizes: list[tuple[int, int]] = []
@@ -165,8 +135,16 @@ class SniperDetectionModel(DetectionModel):
             opts += ["MODEL.WEIGHTS", str(self.model_path)]
         if self.requested_device is not None:
             opts += ["MODEL.DEVICE", str(self.device)]
-        cfg = setup_cfg(str(self.config_path), opts)
-        cls = _import_class(self.predictor_class) if self.predictor_class else None
+        for name in self.modules:
+            try:
+                importlib.import_module(name)
+            except ImportError as err:
+                raise ValueError(f"modules: {name!r} cannot be imported: {err}") from err
+        setup = import_attr(self.config_setup, "config_setup") if self.config_setup else setup_cfg
+        cfg = setup(str(self.config_path), opts)
+        cls = None
+        if self.predictor_class:
+            cls = import_attr(self.predictor_class, "predictor_class")
         self.set_model(single_scale_predictor(cfg, self.scale, "RGB", cls))
 
     def set_model(self, model: Any, **kwargs: Any) -> None:

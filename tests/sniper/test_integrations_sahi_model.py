@@ -17,15 +17,20 @@ pytest.importorskip("sahi", reason='sahi not installed: pip install "sniper-auto
 from sahi.auto_model import AutoDetectionModel  # noqa: E402
 from sahi.predict import get_prediction, get_sliced_prediction  # noqa: E402
 
+from autofocus.config import setup_cfg as autofocus_setup_cfg  # noqa: E402
 from sniper.config import setup_cfg  # noqa: E402
 from sniper.inference import SniperPredictor  # noqa: E402
 from sniper.inference.mask_patches import patch_to_rle  # noqa: E402
 from sniper.integrations.sahi_cli import main as sahi_cli_main  # noqa: E402
-from sniper.integrations.sahi_convert import from_object_predictions  # noqa: E402
+from sniper.integrations.sahi_convert import (  # noqa: E402
+    from_object_predictions,
+    to_object_predictions,
+)
 from sniper.integrations.sahi_model import (  # noqa: E402
     SniperDetectionModel,
     register_model_type,
 )
+from sniper.integrations.single_scale import single_scale_predictor  # noqa: E402
 
 TINY_YAML = """MODEL:
   BACKBONE: {NAME: mobilenet_v2_fpn}
@@ -251,3 +256,47 @@ def test_bad_input_is_named(tmp_path) -> None:
         model.load_model()
     with pytest.raises(RuntimeError, match="has no model"):
         model.perform_inference(np.zeros((8, 8, 3), np.uint8))
+
+
+AF_MASK_YAML = TINY_YAML.replace(
+    "MODEL:\n", "MODEL:\n  META_ARCHITECTURE: AutoFocusRCNN\n  MASK_ON: true\n"
+)
+
+
+def test_autofocus_mask_model_equals_its_converted_predictions(tmp_path) -> None:
+    """A trained AutoFocus detector with a mask head, from files: what SAHI gets is our
+    single-scale predictor's output, filtered and converted (masks as polygons)."""
+    config = tmp_path / "af.yaml"
+    config.write_text(AF_MASK_YAML)
+    torch.manual_seed(0)
+    model = SniperDetectionModel(
+        config_path=str(config),
+        confidence_threshold=0.1,
+        config_setup="autofocus.config.setup_cfg",
+        modules=["autofocus.modeling"],
+    )
+    assert type(model.model.model).__name__ == "AutoFocusRCNN"
+    weights = tmp_path / "af.pth"
+    torch.save(model.model.model.state_dict(), weights)
+    model = SniperDetectionModel(
+        model_path=str(weights),
+        config_path=str(config),
+        confidence_threshold=0.1,
+        config_setup="autofocus.config.setup_cfg",
+        modules="autofocus.modeling",
+    )
+    cfg = autofocus_setup_cfg(str(config), ["MODEL.WEIGHTS", str(weights)])
+    out = single_scale_predictor(cfg)(_image(2, 64, 80))
+    keep = np.flatnonzero(out["scores"] > 0.1)
+    kept = {k: out[k][keep] for k in ("boxes", "scores", "classes")}
+    kept["masks"] = [out["masks"][i] for i in keep]
+    expected = to_object_predictions(kept, ["0", "1", "2"], full_shape=(64, 80))
+    got = get_prediction(_image(2, 64, 80), model).object_prediction_list
+    assert len(got) == len(expected) > 0
+    assert any(p.mask is not None for p in got)
+    for a, b in zip(got, expected, strict=True):
+        assert a.bbox.to_xyxy() == b.bbox.to_xyxy()
+        assert (a.score.value, a.category.id) == (b.score.value, b.category.id)
+        assert (a.mask is None) == (b.mask is None)
+        if a.mask is not None:
+            assert a.mask.segmentation == b.mask.segmentation

@@ -300,3 +300,13 @@ def test_autofocus_mask_model_equals_its_converted_predictions(tmp_path) -> None
         assert (a.mask is None) == (b.mask is None)
         if a.mask is not None:
             assert a.mask.segmentation == b.mask.segmentation
+
+
+def test_cli_mistake_is_one_line(tmp_path, capsys) -> None:
+    args = ["predict", "--model_type", "sniper", "--model_config_path", str(tmp_path / "no.yaml")]
+    args += ["--source", str(tmp_path), "--novisual", "--project", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_info:
+        sahi_cli_main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "no.yaml" in err[-1]

@@ -20,6 +20,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from sniper.cli_errors import cli_errors
+
 from ._optional import import_optional
 from .sahi_model import register_model_type
 
@@ -27,11 +29,15 @@ __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run SAHI's CLI on ``argv`` (default ``sys.argv[1:]``) with model type ``sniper``."""
+    """Run SAHI's CLI on ``argv`` (default ``sys.argv[1:]``) with model type ``sniper``; a
+    bad config, flag of ours or path is one ``error: ...`` line, exit status 2
+    (``sniper.cli_errors``)."""
     fire = import_optional("fire", "sahi")
     cli = import_optional("sahi.cli", "sahi")
     register_model_type()
-    fire.Fire(cli.sahi_app, command=list(sys.argv[1:] if argv is None else argv), name="sahi")
+    command = list(sys.argv[1:] if argv is None else argv)
+    with cli_errors():
+        fire.Fire(cli.sahi_app, command=command, name="sahi")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from chipping.scales import ScaleSpec
+from sniper.cli_errors import ConfigError
 from sniper.config import setup_cfg
 from sniper.image_ops import check_image
 from sniper.inference.mask_patches import patches_to_rle
@@ -93,7 +94,7 @@ class SniperDetectionModel(DetectionModel):
         modules: Sequence[str] | None = None,
     ) -> None:
         if image_size is not None and (isinstance(image_size, bool) or int(image_size) < 1):
-            raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
+            raise ConfigError(f"image_size must be a positive integer, got {image_size!r}")
         self.scale = (
             scale
             if scale is not None
@@ -101,7 +102,7 @@ class SniperDetectionModel(DetectionModel):
         )
         self.opts = [str(v) for v in (opts or [])]
         if len(self.opts) % 2:
-            raise ValueError(f"opts must be KEY VALUE pairs, got {len(self.opts)} items")
+            raise ConfigError(f"opts must be KEY VALUE pairs, got {len(self.opts)} items")
         self.predictor_class = predictor_class
         self.config_setup = config_setup
         self.modules = [modules] if isinstance(modules, str) else list(modules or [])
@@ -125,11 +126,12 @@ class SniperDetectionModel(DetectionModel):
         """Build the single-scale predictor of ``config_path`` / ``model_path`` / ``device``.
 
         Raises:
-            ValueError: no ``config_path``, or a bad config or ``predictor_class``.
+            ValueError: (``sniper.cli_errors.ConfigError``) no ``config_path``, a bad config,
+                ``predictor_class``, ``config_setup`` or ``modules``.
             FileNotFoundError: ``model_path`` does not exist.
         """
         if not self.config_path:
-            raise ValueError("SniperDetectionModel needs config_path: our YAML config file")
+            raise ConfigError("SniperDetectionModel needs config_path: our YAML config file")
         opts = list(self.opts)
         if self.model_path:
             opts += ["MODEL.WEIGHTS", str(self.model_path)]
@@ -139,7 +141,7 @@ class SniperDetectionModel(DetectionModel):
             try:
                 importlib.import_module(name)
             except ImportError as err:
-                raise ValueError(f"modules: {name!r} cannot be imported: {err}") from err
+                raise ConfigError(f"modules: {name!r} cannot be imported: {err}") from err
         setup = import_attr(self.config_setup, "config_setup") if self.config_setup else setup_cfg
         cfg = setup(str(self.config_path), opts)
         cls = None

@@ -7,6 +7,7 @@ import importlib
 from typing import Any
 
 from chipping.scales import ScaleSpec
+from sniper.cli_errors import ConfigError
 from sniper.inference import SniperPredictor
 
 __all__ = ["import_attr", "single_scale_predictor"]
@@ -42,11 +43,15 @@ def single_scale_predictor(
 
 
 def import_attr(path: str, field: str) -> Any:
-    """The object named by the dotted ``path`` (``module.name``); ``field`` names the argument."""
+    """The object named by the dotted ``path`` (``module.name``); ``field`` names the argument.
+
+    Raises:
+        ValueError: (``sniper.cli_errors.ConfigError``) not a dotted path, or not importable.
+    """
     module, _, name = str(path).rpartition(".")
     if not module:
-        raise ValueError(f"{field} must be a dotted path module.name, got {path!r}")
+        raise ConfigError(f"{field} must be a dotted path module.name, got {path!r}")
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as err:
-        raise ValueError(f"{field} {path!r} cannot be imported: {err}") from err
+        raise ConfigError(f"{field} {path!r} cannot be imported: {err}") from err

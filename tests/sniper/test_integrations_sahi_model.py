@@ -310,3 +310,25 @@ def test_cli_mistake_is_one_line(tmp_path, capsys) -> None:
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and "no.yaml" in err[-1]
+
+
+def test_batched_slices_use_predict_batch_and_agree(tmp_path) -> None:
+    config, weights = _tiny_files(tmp_path)
+    model = SniperDetectionModel(
+        model_path=str(weights), config_path=str(config), confidence_threshold=0.2
+    )
+    calls = []
+    batch = model.model.predict_batch
+    model.model.predict_batch = lambda images: calls.append(len(images)) or batch(images)
+    image = _image(3, 100, 140)
+    kwargs = {"slice_height": 64, "slice_width": 64, "verbose": 0}
+    one = get_sliced_prediction(image, model, batch_size=1, **kwargs).object_prediction_list
+    four = get_sliced_prediction(image, model, batch_size=4, **kwargs).object_prediction_list
+    # 3 x 2 slices of 64 px (x at 0, 52, 76; y at 0, 36), then the full-image pass (one
+    # image; the predictor's __call__ is predict_batch of one)
+    assert calls == [1] * 7 + [4, 2, 1]
+    a, b = from_object_predictions(one), from_object_predictions(four)
+    assert len(a["boxes"]) == len(b["boxes"]) > 0
+    np.testing.assert_allclose(a["boxes"], b["boxes"], atol=1e-3)
+    np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-5)
+    np.testing.assert_array_equal(a["classes"], b["classes"])

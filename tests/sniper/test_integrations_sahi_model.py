@@ -247,6 +247,12 @@ def test_bad_input_is_named(tmp_path) -> None:
         SniperDetectionModel(model=SquareFinder(), opts=["MODEL.DEVICE"])
     with pytest.raises(ValueError, match="image_size must be a positive integer"):
         SniperDetectionModel(model=SquareFinder(), image_size=0)
+    with pytest.raises(ValueError, match="scale: "):
+        SniperDetectionModel(model=SquareFinder(), scale=-2.0)
+    with pytest.raises(ValueError, match="scale: "):
+        SniperDetectionModel(model=SquareFinder(), scale=[512, 512, 3])
+    assert SniperDetectionModel(model=SquareFinder(), image_size=640).scale == (640.0, 640.0)
+    assert SniperDetectionModel(model=SquareFinder(), scale=[800, -1]).scale == (800.0, -1.0)
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_YAML)
     model = SniperDetectionModel(

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from chipping.scales import ScaleSpec
+from chipping.scales import ScaleSpec, scale_specs
 from sniper.cli_errors import ConfigError
 from sniper.config import setup_cfg
 from sniper.image_ops import check_image
@@ -93,13 +93,16 @@ class SniperDetectionModel(DetectionModel):
         config_setup: str | None = None,
         modules: Sequence[str] | None = None,
     ) -> None:
-        if image_size is not None and (isinstance(image_size, bool) or int(image_size) < 1):
+        if image_size is not None and (
+            isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
+        ):
             raise ConfigError(f"image_size must be a positive integer, got {image_size!r}")
-        self.scale = (
-            scale
-            if scale is not None
-            else ((int(image_size), int(image_size)) if image_size is not None else 1.0)
-        )
+        if scale is None:
+            scale = (image_size, image_size) if image_size is not None else 1.0
+        try:  # a factor or a (short, long) pair, checked as every test scale is
+            (self.scale,) = scale_specs([tuple(scale) if isinstance(scale, list) else scale])
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"scale: {err}") from err
         self.opts = [str(v) for v in (opts or [])]
         if len(self.opts) % 2:
             raise ConfigError(f"opts must be KEY VALUE pairs, got {len(self.opts)} items")

@@ -6,7 +6,8 @@ interpreters.
   `sniper.inference` and the AutoFocus inference do not load `sniper.engine`;
 - no library module imports a command-line module (`sniper.demo`, `autofocus.visualize_cli`,
   the scripts of `projects/`, `tools/`, `benchmarks/`);
-- first-party imports sit at the top of the module, not inside functions.
+- first-party imports sit at the top of the module, not inside functions;
+- the optional extras (sahi, supervision) load only with their `sniper.integrations` module.
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ PACKAGES = {  # package name -> folder holding it
     "autofocus": ROOT / "projects" / "autofocus",
 }
 # Modules run as `python -m ...`: nothing in the packages may import them.
-CLI_MODULES = {"sniper.demo", "sniper.tools.suggest_scales", "autofocus.visualize_cli"}
+CLI_MODULES = {
+    "sniper.demo",
+    "sniper.tools.suggest_scales",
+    "sniper.integrations.sahi_cli",
+    "autofocus.visualize_cli",
+}
 # Library modules that also have a small `__main__` (importing them is fine).
 LIBRARY_WITH_MAIN = {"sniper.data.visdrone"}
 # Imports inside functions kept on purpose (path relative to ROOT -> why).
@@ -204,6 +210,11 @@ def test_config_modules_import_no_torch() -> None:
         ),
         ("autofocus.modeling", ("sniper.data", "sniper.engine", "sniper.inference")),
         ("autofocus.predictor", ("sniper.engine", "autofocus.engine")),
+        # the optional extras load only when their adapter module is imported
+        (
+            "sniper, sniper.inference, sniper.engine.evaluation, autofocus.predictor",
+            ("sahi", "supervision", "sniper.integrations"),
+        ),
     ],
 )
 def test_layer_loads_nothing_above_it(imports: str, forbidden: tuple[str, ...]) -> None:

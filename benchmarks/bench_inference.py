@@ -33,12 +33,18 @@ from sniper.register_args import add_register_coco_argument, register_coco_opts
 OPEN = [(-1, -1)]
 
 
+def finest_scale(scales: list) -> object:
+    """The largest factor of the test scales ``scales`` (the first entry when none is a
+    factor): the scale tiling runs at."""
+    rows = parse_scales(scales)
+    factor_rows = [i for i, r in enumerate(rows) if r[0] == 0]
+    return scales[max(factor_rows, key=lambda i: rows[i, 1])] if factor_rows else scales[0]
+
+
 def contenders(cfg, model, args) -> dict[str, MultiScaleInference]:
     scales = parse_scale_list(cfg.SNIPER.TEST_SCALES)
-    rows = parse_scales(scales)
     one = scales[args.one_scale if args.one_scale >= 0 else len(scales) // 2]
-    factor_rows = [i for i, r in enumerate(rows) if r[0] == 0]
-    finest = scales[max(factor_rows, key=lambda i: rows[i, 1])] if factor_rows else scales[0]
+    finest = finest_scale(scales)
     common = dict(
         input_format=cfg.INPUT.FORMAT,
         top_k=cfg.SNIPER.DETECTIONS_PER_IMAGE,

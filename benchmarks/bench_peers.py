@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -95,6 +96,14 @@ def setup(args: argparse.Namespace) -> tuple[Any, Any, list[dict]]:
     return cfg, model, get_records([args.dataset])[: args.num_images]
 
 
+def _number(value: float) -> float | None:
+    return None if math.isnan(float(value)) else float(value)
+
+
+def _ap(value: float | None) -> str:
+    return f"{'-':>6}" if value is None else f"{value:>6.1f}"
+
+
 def run_row(key: str, cfg: Any, model: Any, records: list[dict], dataset: str, **kw: Any) -> dict:
     """One contender's row (module doc) on ``records`` of ``dataset``."""
     import peer_engines
@@ -125,7 +134,8 @@ def run_row(key: str, cfg: Any, model: Any, records: list[dict], dataset: str, *
     res = inference_on_dataset(engine, records, COCOEvaluator(dataset, None), input_format=fmt)
     n = max(int(res["speed"]["images"]), 1)
     row = {"key": key, "method": peer_engines.label(key, cfg, **kw)}
-    row.update({m: float(res["bbox"][m]) for m in METRICS})
+    # a size range without ground truth has no AP (nan): None, so that the json is standard
+    row.update({m: _number(res["bbox"][m]) for m in METRICS})
     row.update(
         {
             "mpix_per_image": counts[1] / n / 1e6,
@@ -170,7 +180,7 @@ def print_table(rows: list[dict]) -> None:
         if "skipped" in r:
             print(f"{r.get('method', r['key']):<34}skipped: {r['skipped']}")
             continue
-        line = f"{r['method']:<34}" + "".join(f"{r[m]:>6.1f}" for m in METRICS)
+        line = f"{r['method']:<34}" + "".join(_ap(r[m]) for m in METRICS)
         line += f"{r['mpix_per_image']:>8.2f}{r['forward_passes_per_image']:>8.1f}"
         print(line + f"{r['seconds_per_image']:>8.2f}{r['peak_rss_gib']:>8.2f}")
 
@@ -185,7 +195,7 @@ def plot(rows: list[dict], path: str, title: str) -> None:
 
     from sniper.output_files import atomic_write
 
-    done = [r for r in rows if "skipped" not in r]
+    done = [r for r in rows if "skipped" not in r and r["AP"] is not None]
     sweep = sorted((r for r in done if r["key"].startswith("af-t=")), key=lambda r: r["key"])
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     for ax, key, xlabel in (
@@ -246,7 +256,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             row = run_row(key, cfg, model, records, args.dataset, **kw)
         else:
             row = {"method": name, **run_child(key, raw)}
-        print(f"  {name}: " + (row.get("skipped") or f"AP {row['AP']:.1f}"), flush=True)
+        print(f"  {name}: " + (row.get("skipped") or f"AP {_ap(row['AP'])}"), flush=True)
         rows.append(row)
     print_table(rows)
     meta = {"dataset": args.dataset, "images": len(records), "weights": cfg.MODEL.WEIGHTS}

@@ -239,6 +239,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     import peer_engines
 
     cfg, model, records = setup(args)
+    if not cfg.MODEL.WEIGHTS:
+        print("warning: MODEL.WEIGHTS is empty (no --weights), benchmarking a random model")
     keys = args.contenders or peer_engines.contender_keys(args.thresholds)
     print(
         f"{args.dataset}: {len(records)} images; {platform.machine()}, {os.cpu_count()} cores, "

@@ -162,6 +162,17 @@ def run_child(key: str, argv: list[str]) -> dict:
     return json.loads(lines[-1])
 
 
+def _known(key: str) -> bool:
+    import peer_engines
+
+    if key.startswith("af-t="):
+        try:
+            return 0.0 <= float(key[5:]) <= 1.0
+        except ValueError:
+            return False
+    return key in peer_engines.contender_keys([])
+
+
 def missing_peer(key: str) -> str | None:
     """Why ``key`` cannot run here (its package is not installed), else None."""
     import importlib.util
@@ -239,9 +250,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     import peer_engines
 
     cfg, model, records = setup(args)
+    if not records:
+        exit_with_error(
+            f"--dataset {args.dataset}: no image to benchmark (--num-images {args.num_images})"
+        )
+    keys = args.contenders or peer_engines.contender_keys(args.thresholds)
+    unknown = [k for k in keys if not _known(k)]
+    if unknown:
+        exit_with_error(
+            f"--contenders: unknown {unknown}; known: {peer_engines.contender_keys([])} "
+            "and af-t=<threshold>"
+        )
     if not cfg.MODEL.WEIGHTS:
         print("warning: MODEL.WEIGHTS is empty (no --weights), benchmarking a random model")
-    keys = args.contenders or peer_engines.contender_keys(args.thresholds)
     print(
         f"{args.dataset}: {len(records)} images; {platform.machine()}, {os.cpu_count()} cores, "
         f"{torch.get_num_threads()} torch threads, device {cfg.MODEL.DEVICE}; "

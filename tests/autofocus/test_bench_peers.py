@@ -157,6 +157,18 @@ def test_unknown_contender_is_an_error_naming_it(dataset) -> None:
         peer_engines.build_tool("sahii", cfg, model)
 
 
+def test_bad_contender_or_empty_dataset_is_one_error_line(dataset, tmp_path, capsys) -> None:
+    bench = _bench()
+    with pytest.raises(SystemExit) as exc:
+        _main(bench, dataset, tmp_path / "out", "--contenders", "single", "sahii", "af-t=x")
+    assert exc.value.code != 0
+    err = capsys.readouterr().err
+    assert "--contenders: unknown ['sahii', 'af-t=x']" in err and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        _main(bench, dataset, tmp_path / "out2", "--num-images", "0")
+    assert f"--dataset {dataset}: no image to benchmark" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_each_contender_in_its_own_process(tmp_path) -> None:
     """Without --in-process every row comes from a fresh child (--register-coco reaches it)."""

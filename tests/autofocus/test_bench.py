@@ -2,65 +2,28 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
-from engine_fakes import unregister, write_coco_dataset
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_autofocus.py"
-TINY = [
-    "MODEL.META_ARCHITECTURE",
-    "AutoFocusRCNN",
-    "MODEL.BACKBONE.NAME",
-    "mobilenet_v2_fpn",
-    "MODEL.FPN.OUT_CHANNELS",
-    "16",
-    "MODEL.ROI_BOX_HEAD.FC_DIM",
-    "32",
-    "MODEL.NUM_CLASSES",
-    "2",
-    "MODEL.RPN.POST_NMS_TOPK_TEST",  # >= TEST.MAX_DETS_PER_IMAGE
-    "100",
-    "AUTOFOCUS.HEAD_CHANNELS",
-    "8",
-    "AUTOFOCUS.SCALES",
-    "[[80, 80], 1.0]",
-    "AUTOFOCUS.VALID_RANGES",
-    "[[30, -1], [-1, 30]]",
-    "AUTOFOCUS.THRESHOLDS",
-    "[0.0]",
-    "AUTOFOCUS.DILATIONS",
-    "[1]",
-    "AUTOFOCUS.MIN_SIZES",
-    "[2]",
-]
+from bench_fakes import TINY_AUTOFOCUS, load_benchmark, write_tiny_dataset
+from engine_fakes import unregister
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_autofocus", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_autofocus")
 
 
 def test_sweep_writes_table_json_and_plot(tmp_path, capsys) -> None:
     name = f"af_bench_{tmp_path.name}"
-    write_coco_dataset(
-        tmp_path / "data",
-        name,
-        [(120, 160)] * 3,
-        {i: [([20, 30, 40, 30], 0), ([90, 50, 12, 14], 1)] for i in range(3)},
-    )
+    write_tiny_dataset(tmp_path / "data", name, 3)
     try:
         torch.manual_seed(0)
         rows = _bench().main(
             [
                 "--config-file",
                 "",
-                *TINY,
+                *TINY_AUTOFOCUS,
                 "--dataset",
                 name,
                 "--num-images",

@@ -4,45 +4,19 @@ supervision rows run when the packages are installed and are skipped rows otherw
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from bench_fakes import TINY_AUTOFOCUS, load_benchmark, write_tiny_dataset
 from engine_fakes import unregister, write_coco_dataset
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 TINY = [
-    "MODEL.META_ARCHITECTURE",
-    "AutoFocusRCNN",
-    "MODEL.BACKBONE.NAME",
-    "mobilenet_v2_fpn",
-    "MODEL.FPN.OUT_CHANNELS",
-    "16",
-    "MODEL.ROI_BOX_HEAD.FC_DIM",
-    "32",
-    "MODEL.NUM_CLASSES",
-    "2",
-    "MODEL.RPN.POST_NMS_TOPK_TEST",
-    "100",
+    *TINY_AUTOFOCUS,
     "SNIPER.TEST_SCALES",
     "[1.0, [80, 80]]",
     "SNIPER.TEST_VALID_RANGES",
     "[[-1, 30], [30, -1]]",
-    "AUTOFOCUS.HEAD_CHANNELS",
-    "8",
-    "AUTOFOCUS.SCALES",
-    "[[80, 80], 1.0]",
-    "AUTOFOCUS.VALID_RANGES",
-    "[[30, -1], [-1, 30]]",
-    "AUTOFOCUS.THRESHOLDS",
-    "[0.0]",
-    "AUTOFOCUS.DILATIONS",
-    "[1]",
-    "AUTOFOCUS.MIN_SIZES",
-    "[2]",
 ]
 COARSE, FINE = 60 * 80, 120 * 160  # the 120 x 160 image at long side 80 and at 1.0x
 SAHI = 384 * 512  # SAHI's model input size 1.0 * 512: the whole image (one slice) at long side 512
@@ -63,22 +37,13 @@ EXPECTED = {
 
 
 def _bench():
-    sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("bench_peers", BENCHMARKS / "bench_peers.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_peers")
 
 
 @pytest.fixture
 def dataset(tmp_path):
     name = f"peers_bench_{tmp_path.name}"
-    write_coco_dataset(
-        tmp_path / "data",
-        name,
-        [(120, 160)] * 2,
-        {i: [([20, 30, 40, 30], 0), ([90, 50, 12, 14], 1)] for i in range(2)},
-    )
+    write_tiny_dataset(tmp_path / "data", name, 2)
     yield name
     unregister(name)
 

@@ -155,7 +155,7 @@ def test_demo_draws_and_writes_the_masks(tmp_path, monkeypatch):
 
     class MaskPredictor:  # the predictor interface, with masks (MODEL.MASK_ON)
         def __init__(self, cfg, input_format="BGR", **kwargs):
-            pass
+            self.input_format = input_format  # the demo's images come as cv2 gives them
 
         def __call__(self, img):
             return {

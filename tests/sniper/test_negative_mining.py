@@ -164,6 +164,13 @@ def test_rpn_schedule(tmp_path):
     det = nm.detector_stage_config(cfg, "p.npz")
     assert det.MODEL.META_ARCHITECTURE == "SniperRCNN" and det.SNIPER.PROPOSALS_FILE == "p.npz"
     assert isinstance(build_model(rpn), SniperRPN) and isinstance(build_model(det), SniperRCNN)
+    # a mask detector mines with a plain RPN (no mask branch) and keeps its masks after
+    masked = cfg.clone()
+    masked.defrost()
+    masked.MODEL.MASK_ON = True
+    rpn = nm.rpn_stage_config(masked, 100)
+    assert not rpn.MODEL.MASK_ON and isinstance(build_model(rpn), SniperRPN)
+    assert nm.detector_stage_config(masked, "p.npz").MODEL.MASK_ON
 
 
 def _main(mn, *flags_and_opts: str):

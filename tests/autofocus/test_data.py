@@ -95,3 +95,29 @@ def test_train_loader_batches_carry_focus_boxes(tmp_path) -> None:
         assert bool((sizes > 40).any())
     finally:
         unregister(name)
+
+
+def test_train_loader_gives_masks_with_mask_on(tmp_path) -> None:
+    """MODEL.MASK_ON reaches the AutoFocus mapper: every chip target has one mask per valid
+    box, beside the focus boxes (synthetic digits, which carry masks)."""
+    from sniper.data.registration import register_coco_instances
+    from sniper.data.synthetic import SyntheticSplit, build_split
+
+    json_file, image_root = build_split(SyntheticSplit("afm", 1, 256, 7), tmp_path)
+    name = f"af_masks_{tmp_path.name}"
+    register_coco_instances(name, json_file, image_root)
+    try:
+        opts = ["DATASETS.TRAIN", f"('{name}',)", "SNIPER.TRAIN_SCALES", "[1.0]"]
+        opts += ["SNIPER.VALID_RANGES", "[[-1, -1]]", "SNIPER.NEG_MIN_PROPOSALS", "[1]"]
+        opts += ["SNIPER.CHIP_SIZE", "128", "SOLVER.IMS_PER_BATCH", "2"]
+        opts += ["DATALOADER.NUM_WORKERS", "0", "MODEL.NUM_CLASSES", "10"]
+        batch = next(
+            iter(build_autofocus_train_loader(setup_cfg("", [*opts, "MODEL.MASK_ON", "True"])))
+        )
+        for _, target in batch:
+            assert target["masks"].shape == (len(target["boxes"]), 128, 128)
+            assert "focus_boxes" in target
+        plain = next(iter(build_autofocus_train_loader(setup_cfg("", opts))))
+        assert all("masks" not in t for _, t in plain)
+    finally:
+        unregister(name)

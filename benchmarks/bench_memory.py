@@ -61,10 +61,10 @@ def child(args: argparse.Namespace) -> None:
     largest = 0
     forward = engine.forward_inputs
 
-    def spy(images, inputs, caches):
+    def spy(sources, inputs):
         nonlocal largest
         largest = max([largest] + [i.area for i in inputs])
-        return forward(images, inputs, caches)
+        return forward(sources, inputs)
 
     engine.forward_inputs = spy  # type: ignore[method-assign]
     rng = np.random.default_rng(0)

@@ -43,10 +43,10 @@ class InputCounter:
         self.inputs, self.pixels = 0, 0
         forward = runner.forward_inputs
 
-        def counted(images, inputs, caches):
+        def counted(sources, inputs):
             self.inputs += len(inputs)
             self.pixels += sum(int(i.area) for i in inputs)
-            return forward(images, inputs, caches)
+            return forward(sources, inputs)
 
         runner.forward_inputs = counted
 

@@ -83,8 +83,8 @@ def spy_on_detections(engine: Any) -> dict[bytes, tuple]:
     table: dict[bytes, tuple] = {}
     forward = engine.forward_inputs
 
-    def spy(images, inputs, caches):
-        outs = forward(images, inputs, caches)
+    def spy(sources, inputs):
+        outs = forward(sources, inputs)
         for inp, out in zip(inputs, outs, strict=True):
             for j, patch in enumerate(out["mask_patches"]):
                 row = (inp, out["boxes"][j].copy(), float(out["scores"][j]), int(out["labels"][j]))

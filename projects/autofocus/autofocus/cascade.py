@@ -16,7 +16,9 @@ For scales `0..S-1` (coarse to fine, `CascadeParams`):
    region is processed twice at a scale (up to the outward rounding of chip edges below).
 3. Scale s+1 processes only those chips: each is rounded outward onto the canvas of factor
    `f_{s+1}` (`autofocus.chips.canvas_window`) and cut from the ORIGINAL image with
-   `sniper.image_ops.cut_chip` (the project's one resize rule). The chips of a scale
+   `sniper.image_ops.cut_chip` (the project's one resize rule; an image given as a
+   `sniper.sources.ImageSource` is read by windows instead: only the chips' regions, the
+   coarse scale from a reduced-resolution level or by bands). The chips of a scale
    (all images) are batched together. An image without FocusChips stops: it is not processed
    at any finer scale. A chip (or the coarse canvas) of more than ``max_pixels`` pixels (by
    default the batch budget, ``AUTOFOCUS.MAX_PIXELS_PER_BATCH``) runs as overlapping tiles,
@@ -47,9 +49,9 @@ from torch import nn
 
 from chipping import focus_chips_batch, focus_chips_to_image
 from chipping.scales import ScaleSpec, scale_factor, scaled_size
-from sniper.image_ops import check_image
 from sniper.inference.network_input import NetworkInput
 from sniper.inference.runner import InferenceRunner, ScaleOutputs, runner_kwargs_from_config
+from sniper.sources import ImageSource
 
 from .chips import canvas_window, merge_overlapping
 from .params import CascadeParams, cascade_params_from_cfg, full_pyramid_pixels
@@ -163,9 +165,13 @@ class AutoFocusCascade(InferenceRunner):
 
     @torch.no_grad()
     def __call__(
-        self, images: Sequence[np.ndarray], params: CascadeParams | None = None, **overrides: Any
+        self,
+        images: Sequence[np.ndarray | ImageSource],
+        params: CascadeParams | None = None,
+        **overrides: Any,
     ) -> list[dict[str, Any]]:
-        """Detect in `images` (uint8 `(H, W, 3)`, `input_format` order).
+        """Detect in `images`: uint8 `(H, W, 3)` arrays in `input_format` order, or
+        `sniper.sources.ImageSource` objects (a file read by windows, never whole).
 
         Args:
             params: replaces the constructor's parameters for this call.
@@ -184,7 +190,7 @@ class AutoFocusCascade(InferenceRunner):
             (`InferenceRunner.run`): each surviving box keeps its own patch.
         """
         p = dataclasses.replace(params or self.params, **overrides)
-        images = [check_image(im, i) for i, im in enumerate(images)]
+        sources = self.sources(images)
         history: list[ScaleOutputs] = []
 
         def choose(
@@ -197,10 +203,10 @@ class AutoFocusCascade(InferenceRunner):
             return self.chip_inputs(chips, sizes, p.scales[s], p.border_delta)
 
         results = self.run(
-            images, p.valid_ranges, choose, on_scale=lambda s, outs: history.append(outs)
+            sources, p.valid_ranges, choose, on_scale=lambda s, outs: history.append(outs)
         )
-        for i, (image, res) in enumerate(zip(images, results, strict=True)):
-            res.update(self._records(i, image.shape[:2], history, p))
+        for i, (src, res) in enumerate(zip(sources, results, strict=True)):
+            res.update(self._records(i, src.size, history, p))
         return results
 
     def _records(

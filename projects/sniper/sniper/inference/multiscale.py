@@ -35,6 +35,7 @@ from torch import nn
 
 from chipping.scales import ScaleSpec, parse_ranges, scale_factor, scale_specs, scaled_size
 from sniper.config import parse_scale_list, parse_valid_ranges
+from sniper.sources import ImageSource
 
 from .network_input import NetworkInput, whole_canvas
 from .runner import InferenceRunner, ScaleOutputs, runner_kwargs_from_config
@@ -130,8 +131,10 @@ class MultiScaleInference(InferenceRunner):
         return inputs
 
     @torch.no_grad()
-    def __call__(self, images: Sequence[np.ndarray]) -> list[dict[str, Any]]:
-        """Detect in ``images`` (uint8 ``(H, W, 3)``, ``input_format`` order).
+    def __call__(self, images: Sequence[np.ndarray | ImageSource]) -> list[dict[str, Any]]:
+        """Detect in ``images``: uint8 ``(H, W, 3)`` arrays in ``input_format`` order, or
+        ``sniper.sources.ImageSource`` objects (read by windows: tiles and shrunken canvases
+        come from the file's regions, never the whole image).
 
         Returns:
             One dict per image: ``boxes`` float32 ``(N, 4)`` XYXY image px, ``scores`` float32

@@ -22,6 +22,7 @@ from torch import nn
 from sniper.image_ops import check_image
 from sniper.modeling import build_model
 from sniper.modeling.state_dict import load_model_weights
+from sniper.sources import ImageSource
 
 from .multiscale import MultiScaleInference
 
@@ -75,18 +76,25 @@ class SniperPredictor:
         ``MultiScaleInference.from_config``."""
         return MultiScaleInference.from_config(cfg, model, **overrides)
 
-    def _prepare(self, index: int, image: np.ndarray) -> np.ndarray:
-        """Validate one image and convert its channel order to ``cfg.INPUT.FORMAT``."""
+    def _prepare(self, index: int, image: np.ndarray | ImageSource) -> np.ndarray | ImageSource:
+        """Validate one image and convert its channel order to ``cfg.INPUT.FORMAT`` (a
+        source is read in the engine's order by the engine itself)."""
+        if isinstance(image, ImageSource):
+            return image
         image = check_image(image, index)
         if self.input_format != self.cfg.INPUT.FORMAT:
             image = image[:, :, ::-1]
         return np.ascontiguousarray(image)
 
-    def predict_batch(self, images: Sequence[np.ndarray], **overrides: Any) -> list[dict]:
+    def predict_batch(
+        self, images: Sequence[np.ndarray | ImageSource], **overrides: Any
+    ) -> list[dict]:
         """Detections of several images, batched per scale (see ``MultiScaleInference``).
 
         Args:
-            images: uint8 ``(H, W, 3)`` arrays in ``input_format`` order (sizes may differ).
+            images: uint8 ``(H, W, 3)`` arrays in ``input_format`` order (sizes may differ),
+                or ``sniper.sources.ImageSource`` objects (e.g. ``open_image_source(path)``
+                of a TIFF too big for memory: read by windows).
             **overrides: per-call keywords passed to the engine (e.g. AutoFocus thresholds).
 
         Returns:
@@ -116,6 +124,6 @@ class SniperPredictor:
             results.append(out)
         return results
 
-    def __call__(self, image: np.ndarray, **overrides: Any) -> dict[str, Any]:
-        """Detections of one uint8 ``(H, W, 3)`` image (see ``predict_batch``)."""
+    def __call__(self, image: np.ndarray | ImageSource, **overrides: Any) -> dict[str, Any]:
+        """Detections of one uint8 ``(H, W, 3)`` image or source (see ``predict_batch``)."""
         return self.predict_batch([image], **overrides)[0]

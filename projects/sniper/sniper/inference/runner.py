@@ -7,7 +7,8 @@ whole canvases, tiles, FocusChips of the previous scale). Everything else happen
 1. **Tile, cut and batch.** An input of more than ``max_pixels`` pixels is replaced by its
    tiles (``sniper.inference.tiling.tile_input``), so the memory of a model call is bounded
    whatever the image or chip size. The inputs of a scale (all images) are cut from the
-   original images with ``sniper.image_ops.cut_chip`` (the one resize rule) and batched in
+   original images (``sniper.sources.ImageSource.canvas_window``: ``sniper.image_ops.cut_chip``,
+   the one resize rule, for an image in memory; windowed reads for a file) and batched in
    order while the padded batch area ``n * H_max * W_max`` (sides rounded up to 32) stays
    within ``max_pixels_per_batch``; a larger input runs alone. Outputs come back as numpy.
 2. **Inner-edge cut.** A detection whose edge is closer than the input's margin for that
@@ -39,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from sniper.image_ops import check_image, cut_chip
+from sniper.sources import ImageSource, as_source
 
 from .detections import (
     Detections,
@@ -175,19 +176,17 @@ class InferenceRunner:
         ]
 
     def forward_inputs(
-        self, images: Sequence[np.ndarray], inputs: Sequence[NetworkInput], caches: Sequence[dict]
+        self, sources: Sequence[ImageSource], inputs: Sequence[NetworkInput]
     ) -> list[dict[str, np.ndarray]]:
-        """Cut, batch and run ``inputs``; the model's outputs as numpy, in input order.
-
-        ``caches`` (one dict per image) keeps shrunken canvases that tiles or chips of one
-        image share; whole canvases are not cached.
-        """
+        """Cut (``ImageSource.canvas_window``, in ``input_format``), batch and run
+        ``inputs``; the model's outputs as numpy, in input order."""
         results: list[dict[str, np.ndarray]] = []
         for batch in batch_by_pixels(inputs, self.max_pixels_per_batch):
             tensors = []
             for inp in batch:
-                cache = None if inp.is_whole else caches[inp.image_index]
-                window = cut_chip(images[inp.image_index], inp.canvas_box, inp.factor, cache)
+                window = sources[inp.image_index].canvas_window(
+                    inp.canvas_box, inp.factor, self.input_format
+                )
                 # contiguous CHW: a permuted HWC view is channels-last strided, which the
                 # convolutions propagate, and that is several times slower on CPU
                 tensors.append(
@@ -216,10 +215,16 @@ class InferenceRunner:
     #: what an image keeps from one scale (``detections.scale_detections``)
     scale_detections = staticmethod(scale_detections)
 
+    def sources(self, images: Sequence[np.ndarray | ImageSource]) -> list[ImageSource]:
+        """``images`` as sources: arrays (checked, ``input_format`` order) as
+        ``sniper.sources.ArraySource`` (fresh, so shrunken canvases are shared only within
+        one call), sources as they are."""
+        return [as_source(im, i, self.input_format) for i, im in enumerate(images)]
+
     @torch.no_grad()
     def run(
         self,
-        images: Sequence[np.ndarray],
+        images: Sequence[np.ndarray | ImageSource],
         valid_ranges: Sequence[Sequence[float]],
         choose_inputs: InputChooser,
         on_scale: Callable[[int, ScaleOutputs], None] | None = None,
@@ -227,7 +232,9 @@ class InferenceRunner:
         """Run every scale and merge (module doc).
 
         Args:
-            images: uint8 ``(H, W, 3)`` arrays in ``input_format`` order.
+            images: uint8 ``(H, W, 3)`` arrays in ``input_format`` order, or
+                ``sniper.sources.ImageSource`` objects (read by windows, converted to
+                ``input_format``: a file of any size is never loaded whole).
             valid_ranges: S half-open ``[lo, hi)`` ranges (image px), one per scale.
             choose_inputs: ``(scale index, image sizes, previous ScaleOutputs or None)`` ->
                 the inputs of that scale (may be empty); inputs above ``max_pixels`` are
@@ -244,17 +251,16 @@ class InferenceRunner:
             before clipping) and ``masks``, a list of N COCO RLE dicts
             ``{"size": [H, W], "counts": str}`` (threshold 0.5).
         """
-        images = [check_image(im, i) for i, im in enumerate(images)]
-        sizes = [(int(im.shape[0]), int(im.shape[1])) for im in images]
-        states = [ImageState() for _ in images]
-        caches: list[dict] = [{} for _ in images]
+        sources = self.sources(images)
+        sizes = [src.size for src in sources]
+        states = [ImageState() for _ in sources]
         previous: ScaleOutputs | None = None
         was_training = self.model.training
         self.model.eval()
         try:
             for s, valid_range in enumerate(valid_ranges):
                 inputs = self.tile_inputs(choose_inputs(s, sizes, previous))
-                previous = ScaleOutputs(inputs, self.forward_inputs(images, inputs, caches))
+                previous = ScaleOutputs(inputs, self.forward_inputs(sources, inputs))
                 self._record(states, sizes, previous, valid_range)
                 if on_scale is not None:
                     on_scale(s, previous)

@@ -147,8 +147,7 @@ class TiffSource(WindowedSource):
     def _segment_grid(self, page: Any) -> tuple[int, int, int, int, int]:
         """``(segment height, width, rows, columns, planes)`` of a page's tiles / strips."""
         separate = int(page.planarconfig) == 2
-        chunks = page.chunks
-        seg_h, seg_w = (chunks[-2], chunks[-1]) if separate else (chunks[-3], chunks[-2])
+        seg_h, seg_w = page.chunks[:2]  # (h, w[, samples]); image depth 1 is checked
         planes = int(page.samplesperpixel) if separate else 1
         rows = -(-int(page.imagelength) // int(seg_h))
         cols = -(-int(page.imagewidth) // int(seg_w))

@@ -17,6 +17,10 @@ Outputs in ``--output``:
   ``--confidence``, labelled with class names from ``MetadataCatalog`` of
   ``cfg.DATASETS.TEST[0]`` when it is registered (built-in datasets are), else "class k".
   Inputs sharing a file name get ``_1``, ``_2``, ... suffixes.
+- ``<file name stem>.geojson`` for a georeferenced input (a GeoTIFF, or any raster GDAL
+  reads when rasterio is installed, ``sniper.sources.read_georeference``): the same
+  detections as box polygons in the image's CRS (``sniper.geojson.detections_geojson``),
+  for GIS tools.
 - ``results.json``: COCO-style results of *all* detections (no confidence cut, so AP can be
   computed from it): ``{"image_id": <file name stem, str>, "file_name": <input path>,
   "category_id": <dataset category id via the metadata's
@@ -50,11 +54,19 @@ from sniper.cli_errors import INTERRUPTED, cli_errors, exit_with_error
 from sniper.config import load_config_or_exit
 from sniper.data.registration import build_dataset_catalog_or_exit
 from sniper.engine.preflight import preflight
+from sniper.geojson import detections_geojson
 from sniper.inference.predictor import SniperPredictor
 from sniper.inputs import dataset_labels, list_image_files, read_images, unique_output_name
-from sniper.output_files import OutputDirError, ResultsWriter, atomic_write_image, check_output_dir
+from sniper.output_files import (
+    OutputDirError,
+    ResultsWriter,
+    atomic_write_image,
+    atomic_write_json,
+    check_output_dir,
+)
 from sniper.progress import track
 from sniper.register_args import add_register_coco_argument, register_coco_opts
+from sniper.sources import read_georeference
 from sniper.visualization_dets import draw_detections
 
 __all__ = ["main", "parse_args"]
@@ -141,6 +153,25 @@ def _result_rows(path: str, out: dict, to_dataset_id: dict[int, int]) -> list[di
     return rows
 
 
+def _write_geojson(path: str, geojson_path: str, out: dict, cfg: object) -> None:
+    """``geojson_path`` with ``out``'s detections when the input ``path`` is georeferenced."""
+    georef = read_georeference(path)
+    if georef is None:
+        return
+    class_names, to_dataset_id = dataset_labels(cfg.DATASETS.TEST)  # type: ignore[attr-defined]
+    collection = detections_geojson(
+        out["boxes"],
+        out["scores"],
+        out["classes"],
+        georef.transform,
+        georef.crs,
+        class_names,
+        to_dataset_id,
+        {"file_name": path},
+    )
+    atomic_write_json(geojson_path, collection)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m sniper.demo``; returns the exit status: 0, 2 when no input
     could be read or an output cannot be written (one ``error:`` line), 130 on Ctrl-C after
@@ -206,6 +237,7 @@ def _run(args: argparse.Namespace) -> int:
             out_path = os.path.join(args.output, unique_output_name(path, used))
             try:
                 atomic_write_image(out_path, drawn[:, :, ::-1])
+                _write_geojson(path, os.path.splitext(out_path)[0] + ".geojson", out, cfg)
             except (OSError, ValueError) as err:
                 not_written += 1
                 logger.warning("could not write %s: %s", out_path, err)

@@ -65,10 +65,15 @@ def _skip(path: str, reason: str, skipped: list[str] | None) -> None:
         skipped.append(f"{path}: {reason}")
 
 
-def list_image_files(patterns: Sequence[str], skipped: list[str] | None = None) -> list[str]:
+def list_image_files(
+    patterns: Sequence[str],
+    skipped: list[str] | None = None,
+    extensions: Sequence[str] = IMAGE_EXTENSIONS,
+) -> list[str]:
     """Expand files, folders and glob patterns into a sorted, de-duplicated list of paths.
 
-    A folder gives its files with an `IMAGE_EXTENSIONS` extension (any case); a pattern
+    A folder gives its files with an ``extensions`` extension (any case; default
+    `IMAGE_EXTENSIONS`); a pattern
     containing ``*``, ``?`` or ``[`` gives the files it matches (any extension); any other
     word is taken as a file. Only regular files (symbolic links followed) are listed: a
     named file that is missing, and anything with an image name that is not a regular file
@@ -84,7 +89,8 @@ def list_image_files(patterns: Sequence[str], skipped: list[str] | None = None) 
     skips: list[str] = []
     for pattern in patterns:
         if os.path.isdir(pattern):
-            names = sorted(n for n in os.listdir(pattern) if n.lower().endswith(IMAGE_EXTENSIONS))
+            suffixes = tuple(e.lower() for e in extensions)
+            names = sorted(n for n in os.listdir(pattern) if n.lower().endswith(suffixes))
             candidates = [(os.path.join(pattern, n), True) for n in names]
         elif any(c in pattern for c in "*?["):
             candidates = [

@@ -81,6 +81,9 @@ def runner_kwargs_from_config(cfg: Any) -> dict[str, Any]:
 
 
 InputChooser = Callable[[int, list[tuple[int, int]], ScaleOutputs | None], list[NetworkInput]]
+#: ``hook(scale, num_scales, inputs_done, inputs_total)``: at the start of every scale
+#: (``inputs_done`` 0) and after every batch of its network inputs
+ProgressHook = Callable[[int, int, int, int], None]
 
 
 class InferenceRunner:
@@ -160,6 +163,9 @@ class InferenceRunner:
             )
         self.tile_size, self.tile_overlap = int(tile_size), int(tile_overlap)
         self.tile_margin, self.tile_nms_iou = float(tile_margin), float(tile_nms_iou)
+        #: called during ``run`` (``ProgressHook``): per-scale progress of long images
+        self.progress_hooks: list[ProgressHook] = []
+        self._progress: list[int] | None = None
         if device is None:
             param = next(iter(model.parameters()), None)
             device = param.device if param is not None else "cpu"
@@ -194,7 +200,16 @@ class InferenceRunner:
                 )
             for out in self.model(tensors):
                 results.append(self._to_numpy(out))
+            self._report(len(batch))
         return results
+
+    def _report(self, done: int) -> None:
+        """``done`` more inputs of the running scale are done: tell the progress hooks."""
+        if self._progress is None:
+            return
+        self._progress[2] += done
+        for hook in self.progress_hooks:
+            hook(*self._progress)
 
     def _to_numpy(self, out: dict[str, Tensor]) -> dict[str, np.ndarray]:
         res = {
@@ -260,11 +275,15 @@ class InferenceRunner:
         try:
             for s, valid_range in enumerate(valid_ranges):
                 inputs = self.tile_inputs(choose_inputs(s, sizes, previous))
+                self._progress = [s, len(valid_ranges), 0, len(inputs)]
+                self._report(0)
                 previous = ScaleOutputs(inputs, self.forward_inputs(sources, inputs))
+                self._progress = None
                 self._record(states, sizes, previous, valid_range)
                 if on_scale is not None:
                     on_scale(s, previous)
         finally:
+            self._progress = None
             self.model.train(was_training)
         mask_size = next((st.mask_size for st in states if st.mask_size), None)
         return [self._finish(st, size, mask_size) for st, size in zip(states, sizes, strict=True)]

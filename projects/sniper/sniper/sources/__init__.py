@@ -7,13 +7,14 @@ regions a window needs (``TiffSource``, ``RasterioSource``, ``SlideSource``,
 
 from .base import ArraySource, Georeference, ImageSource, ImageSourceError, as_source
 from .raster import RasterioSource
-from .registry import BACKENDS, open_image_source
+from .registry import BACKENDS, SOURCE_EXTENSIONS, open_image_source, read_georeference
 from .slide import SlideSource
 from .tiff import TiffSource, geotiff_georeference
 from .windowed import ArrayWindowSource, WindowedSource
 
 __all__ = [
     "BACKENDS",
+    "SOURCE_EXTENSIONS",
     "ArraySource",
     "ArrayWindowSource",
     "Georeference",
@@ -26,4 +27,5 @@ __all__ = [
     "as_source",
     "geotiff_georeference",
     "open_image_source",
+    "read_georeference",
 ]

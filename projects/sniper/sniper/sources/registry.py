@@ -23,16 +23,29 @@ from collections.abc import Callable
 
 from sniper.image_ops import ImageReadError, read_image
 
-from .base import ArraySource, ImageSource, ImageSourceError
+from .base import ArraySource, Georeference, ImageSource, ImageSourceError
 from .raster import RasterioSource
 from .slide import SlideSource
 from .tiff import TiffSource
 
-__all__ = ["BACKENDS", "TIFF_EXTENSIONS", "open_image_source"]
+__all__ = [
+    "BACKENDS",
+    "SOURCE_EXTENSIONS",
+    "TIFF_EXTENSIONS",
+    "open_image_source",
+    "read_georeference",
+]
 
 TIFF_EXTENSIONS = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
 SLIDE_EXTENSIONS = (".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif")
 GDAL_EXTENSIONS = (".jp2", ".vrt", ".img", ".ecw", ".sid", ".ntf")
+#: every extension a source opens by windows, plus the common image files
+SOURCE_EXTENSIONS = (
+    (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+    + TIFF_EXTENSIONS
+    + SLIDE_EXTENSIONS
+    + GDAL_EXTENSIONS
+)
 
 
 def _memory(path: str) -> ImageSource:
@@ -95,3 +108,16 @@ def open_image_source(path: str, backend: str = "auto") -> ImageSource:
         raise ImageSourceError(f"cannot read image {path!r}: missing or not a regular file")
     name = auto_backend(path) if backend == "auto" else backend
     return BACKENDS[name](path)
+
+
+def read_georeference(path: str) -> Georeference | None:
+    """The georeference of a TIFF or GDAL raster at ``path`` (``None`` for other files, files
+    without one, or files that cannot be read: nothing is decoded but the header)."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in TIFF_EXTENSIONS + GDAL_EXTENSIONS or not os.path.isfile(path):
+        return None
+    try:
+        with open_image_source(path) as src:
+            return src.georeference
+    except (ImageSourceError, OSError):
+        return None

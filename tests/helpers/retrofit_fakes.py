@@ -55,3 +55,51 @@ def training_batch() -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]
         },
     ]
     return images, targets
+
+
+# train_net on a tiny COCO dataset (with SLIM_MODEL_OPTS): 96 px chips at 1.0x, 2 per batch,
+# a cascade of long side 100 -> 1.0x that turns every FocusPixel on (t = 0)
+TRAIN_NET_OPTS = [
+    "MODEL.META_ARCHITECTURE",
+    "AutoFocusRCNN",
+    "AUTOFOCUS.HEAD_CHANNELS",
+    "8",
+    "MODEL.NUM_CLASSES",
+    "2",
+    "SNIPER.TRAIN_SCALES",
+    "[1.0]",
+    "SNIPER.VALID_RANGES",
+    "[[-1, -1]]",
+    "SNIPER.NEG_MIN_PROPOSALS",
+    "[1]",
+    "SNIPER.CHIP_SIZE",
+    "96",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "SOLVER.MAX_ITER",
+    "3",
+    "SOLVER.STEPS",
+    "(2,)",
+    "SOLVER.WARMUP_ITERS",
+    "1",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "2",
+    "MODEL.RPN.PRE_NMS_TOPK_TEST",
+    "100",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",  # >= TEST.MAX_DETS_PER_IMAGE
+    "100",
+    "AUTOFOCUS.SCALES",
+    "[[100, 100], 1.0]",
+    "AUTOFOCUS.VALID_RANGES",
+    "[[40, -1], [-1, 40]]",
+    "AUTOFOCUS.THRESHOLDS",
+    "[0.0]",
+    "AUTOFOCUS.DILATIONS",
+    "[1]",
+    "AUTOFOCUS.MIN_SIZES",
+    "[2]",
+]
+# per image i of the tiny dataset: ([x, y, w, h], category) in image px
+TRAIN_NET_GT = {i: [([10 + 7 * i, 12, 30, 24], 0), ([90, 60 + 5 * i, 50, 60], 1)] for i in range(3)}

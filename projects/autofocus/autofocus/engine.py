@@ -2,15 +2,17 @@
 
 Training is `SniperTrainer`'s loop unchanged: the model (`build_autofocus_model`: the
 AutoFocusRCNN of MODEL.META_ARCHITECTURE) returns `loss_focus` next to the detector losses
-and the total is their sum. With AUTOFOCUS.FREEZE_DETECTOR (a retrofit) the model is a
-`RetrofitAutoFocusRCNN` returning `loss_focus` only, the optimizer holds the head's
-parameters only (the others do not require gradients), and `resume_or_load` refuses
-MODEL.WEIGHTS unless it set every detector weight (`check_detector_loaded`). Only the loader differs
+and the total is their sum. Only the loader differs
 (`autofocus.data.build_autofocus_train_loader`: chips carry `focus_boxes` / `focus_sizes` /
-`focus_ignore_boxes`). Evaluation (`test`, after training and with `--eval-only`) runs the
-AutoFocus cascade (`AutoFocusCascade.from_config`) through
-`sniper.engine.evaluation.inference_on_dataset`, and adds to its "speed" entry the pixels of
-the full pyramid (the whole image at every AUTOFOCUS scale) and the fraction processed.
+`focus_ignore_boxes`). With AUTOFOCUS.FREEZE_DETECTOR (a retrofit) the model is a
+`RetrofitAutoFocusRCNN` returning `loss_focus` only, the optimizer holds the head's
+parameters only (the others do not require gradients), and `resume_or_load` refuses a
+MODEL.WEIGHTS file that did not set every detector weight (`check_detector_loaded`).
+
+Evaluation (`test`, after training and with `--eval-only`) runs the AutoFocus cascade
+(`AutoFocusCascade.from_config`) through `sniper.engine.evaluation.inference_on_dataset`,
+and adds to its "speed" entry the pixels of the full pyramid (the whole image at every
+AUTOFOCUS scale) and the fraction processed.
 """
 
 from __future__ import annotations

@@ -62,6 +62,26 @@ def _check_transitions(af: CfgNode, num_scales: int) -> None:
             _fail(key, af[key], "entries must be integers >= 0 (cells)")
 
 
+def _check_freeze_detector(cfg: CfgNode) -> None:
+    """A retrofit (AUTOFOCUS.FREEZE_DETECTOR) needs the trained detector it freezes."""
+    if not cfg.AUTOFOCUS.FREEZE_DETECTOR:
+        return
+    if not cfg.MODEL.WEIGHTS:
+        _fail(
+            "FREEZE_DETECTOR",
+            True,
+            "needs MODEL.WEIGHTS = a trained SNIPER detector checkpoint (it is empty: the "
+            "frozen detector would stay random)",
+        )
+    if cfg.MODEL.META_ARCHITECTURE != "AutoFocusRCNN":
+        _fail(
+            "FREEZE_DETECTOR",
+            True,
+            f"retrofits AutoFocusRCNN only, not MODEL.META_ARCHITECTURE = "
+            f"{cfg.MODEL.META_ARCHITECTURE!r}",
+        )
+
+
 def validate_autofocus(cfg: CfgNode) -> None:
     """Check the `AUTOFOCUS` node.
 
@@ -96,6 +116,7 @@ def validate_autofocus(cfg: CfgNode) -> None:
     if len(ranges) != len(scales):
         _fail("VALID_RANGES", af.VALID_RANGES, f"needs one range per scale ({len(scales)})")
     _check_transitions(af, len(scales))
+    _check_freeze_detector(cfg)
     if af.BORDER_DELTA < 0:
         _fail("BORDER_DELTA", af.BORDER_DELTA, "must be >= 0")
     if af.MAX_PIXELS_PER_BATCH <= 0:

@@ -27,6 +27,7 @@ def autofocus_defaults(cfg: CfgNode) -> CfgNode:
     cfg.AUTOFOCUS.FEATURE = "p4"  # FPN level the FocusPixel head reads ("p4" = stride 16 chip px)
     cfg.AUTOFOCUS.HEAD_CHANNELS = 256  # width of the head's conv3x3 and conv1x1 layers (channels)
     cfg.AUTOFOCUS.LOSS_WEIGHT = 1.0  # multiplier of loss_focus in the training loss (factor)
+    cfg.AUTOFOCUS.FREEZE_DETECTOR = False  # train only the head; MODEL.WEIGHTS' detector frozen
     cfg.AUTOFOCUS.SCALES = [[512, 512], [800, 1280], [1400, 2000]]  # cascade, coarse->fine
     cfg.AUTOFOCUS.VALID_RANGES = [[75, -1], [32, 180], [-1, 75]]  # kept det size/scale (image px)
     cfg.AUTOFOCUS.THRESHOLDS = [0.02, 0.2]  # t per transition: FocusPixel prob >= t is on (prob)

@@ -4,10 +4,15 @@ Training is `SniperTrainer`'s loop unchanged: the model (`build_autofocus_model`
 AutoFocusRCNN of MODEL.META_ARCHITECTURE) returns `loss_focus` next to the detector losses
 and the total is their sum. Only the loader differs
 (`autofocus.data.build_autofocus_train_loader`: chips carry `focus_boxes` / `focus_sizes` /
-`focus_ignore_boxes`). Evaluation (`test`, after training and with `--eval-only`) runs the
-AutoFocus cascade (`AutoFocusCascade.from_config`) through
-`sniper.engine.evaluation.inference_on_dataset`, and adds to its "speed" entry the pixels of
-the full pyramid (the whole image at every AUTOFOCUS scale) and the fraction processed.
+`focus_ignore_boxes`). With AUTOFOCUS.FREEZE_DETECTOR (a retrofit) the model is a
+`RetrofitAutoFocusRCNN` returning `loss_focus` only, the optimizer holds the head's
+parameters only (the others do not require gradients), and `resume_or_load` refuses a
+MODEL.WEIGHTS file that did not set every detector weight (`check_detector_loaded`).
+
+Evaluation (`test`, after training and with `--eval-only`) runs the AutoFocus cascade
+(`AutoFocusCascade.from_config`) through `sniper.engine.evaluation.inference_on_dataset`,
+and adds to its "speed" entry the pixels of the full pyramid (the whole image at every
+AUTOFOCUS scale) and the fraction processed.
 """
 
 from __future__ import annotations
@@ -21,10 +26,16 @@ from torch import nn
 
 from sniper.config import parse_scale_list
 from sniper.engine import SniperTrainer, get_rank, get_world_size, is_main_process
+from sniper.engine.checkpoint_files import CheckpointError
 
 from .cascade import AutoFocusCascade
 from .data import build_autofocus_train_loader
-from .modeling import AutoFocusRCNN, build_autofocus_model
+from .modeling import (
+    AutoFocusRCNN,
+    RetrofitAutoFocusRCNN,
+    build_autofocus_model,
+    check_detector_loaded,
+)
 from .params import full_pyramid_pixels
 
 __all__ = ["AutoFocusTrainer"]
@@ -39,6 +50,28 @@ class AutoFocusTrainer(SniperTrainer):
     def build_model(cls, cfg: CfgNode) -> AutoFocusRCNN:
         """The `AutoFocusRCNN` of ``cfg`` (`autofocus.modeling.build_autofocus_model`)."""
         return build_autofocus_model(cfg)
+
+    def resume_or_load(self, resume: bool = True, *, overwrite: bool = False) -> None:
+        """`SniperTrainer.resume_or_load`; for a retrofit, then check that the file loaded
+        (MODEL.WEIGHTS, or the checkpoint resumed) set every weight of the frozen detector.
+
+        Raises:
+            CheckpointError: as `SniperTrainer.resume_or_load`, or a retrofit whose file
+                lacks detector keys (`autofocus.modeling.check_detector_loaded`).
+        """
+        super().resume_or_load(resume, overwrite=overwrite)
+        if not isinstance(self.unwrapped_model, RetrofitAutoFocusRCNN):
+            return
+        resumed = self.start_iter > 0
+        source = (
+            f"checkpoint {self.checkpointer.loaded_path!r}"
+            if resumed
+            else f"MODEL.WEIGHTS file {self.cfg.MODEL.WEIGHTS!r}"
+        )
+        try:
+            check_detector_loaded(self.checkpointer.last_report, source)
+        except ValueError as err:
+            raise CheckpointError(str(err)) from None
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode) -> Iterator:

@@ -9,6 +9,11 @@ a registered subclass; anything without the FocusPixel head is refused.
 Inputs and targets are those of `SniperRCNN` (chip px); targets may also carry
 `focus_boxes` / `focus_sizes` / `focus_ignore_boxes` (see `autofocus.targets`).
 
+With AUTOFOCUS.FREEZE_DETECTOR the builder makes a `RetrofitAutoFocusRCNN` instead: the same
+modules and state-dict keys, but only the FocusPixel head trains, on the features of the
+frozen detector loaded from MODEL.WEIGHTS (a trained SNIPER checkpoint); its checkpoints are
+plain AutoFocusRCNN checkpoints.
+
 Outputs: in training SniperRCNN's loss dict plus `loss_focus`; in eval, per image,
 SniperRCNN's `{"boxes", "scores", "labels"}` plus `focus_prob`: float32
 `(ceil(h / s), ceil(w / s))` probability that each cell of the *unpadded* input `(h, w)` is a
@@ -18,8 +23,11 @@ px `[x*s, (x+1)*s) x [y*s, (y+1)*s)`).
 
 from __future__ import annotations
 
+import logging
 import math
+from typing import Any
 
+import torch
 from fvcore.common.config import CfgNode
 from torch import Tensor, nn
 
@@ -27,12 +35,22 @@ from sniper.cli_errors import ConfigError
 from sniper.modeling import META_ARCH_REGISTRY, SniperRCNN, build_model
 from sniper.modeling.roi_heads import RangeAwareRoIHeads
 from sniper.modeling.rpn import IgnoreAwareRPN
+from sniper.modeling.state_dict import LoadReport
 from sniper.modeling.transform import NoResizeTransform
 
 from .head import FocusPixelHead, focus_loss, focus_probability
 from .targets import focus_pixel_labels_batch
 
-__all__ = ["AutoFocusRCNN", "build_autofocus_model"]
+__all__ = [
+    "AutoFocusRCNN",
+    "RetrofitAutoFocusRCNN",
+    "build_autofocus_model",
+    "check_detector_loaded",
+]
+
+logger = logging.getLogger(__name__)
+
+HEAD_PREFIX = "focus_head."  # state-dict keys of the FocusPixel head
 
 
 @META_ARCH_REGISTRY.register()
@@ -128,14 +146,107 @@ class AutoFocusRCNN(SniperRCNN):
         return result
 
 
+class RetrofitAutoFocusRCNN(AutoFocusRCNN):
+    """AutoFocusRCNN whose detector is frozen: only the FocusPixel head trains (a retrofit).
+
+    Same constructor, modules and state-dict keys as `AutoFocusRCNN`, so its checkpoints
+    load into a plain AutoFocusRCNN (cascade, predictor). Every parameter outside
+    `focus_head` has `requires_grad=False` (hence is never given to the optimizer), and the
+    detector's modules (backbone, RPN, RoI heads, transform) stay in eval mode even when
+    the model is put in training mode, so BatchNorm statistics never move.
+
+    Training forward: normalize + pad and the backbone under `torch.no_grad()`, then the
+    head on `focus_feature` -> `{"loss_focus": scalar float32}` only; the RPN and the RoI
+    heads are not run. Eval forward: `AutoFocusRCNN`'s (detections + `focus_prob`).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """`AutoFocusRCNN`'s arguments; then freezes everything but the head."""
+        super().__init__(*args, **kwargs)
+        for name, param in self.named_parameters():
+            param.requires_grad_(name.startswith(HEAD_PREFIX))
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> RetrofitAutoFocusRCNN:
+        """`mode` for the FocusPixel head (and `self.training`); eval for the detector."""
+        super().train(mode)
+        for child in self.children():
+            if child is not self.focus_head:
+                child.train(False)
+        return self
+
+    def forward(  # type: ignore[override]
+        self,
+        images: list[Tensor],
+        targets: list[dict[str, Tensor]] | None = None,
+    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        """`{"loss_focus"}` in training mode (frozen features, class doc); per-image
+        detections with `focus_prob` in eval mode."""
+        if not self.training:
+            return super().forward(images, targets)
+        with torch.no_grad():
+            _, targets, features = self.forward_features(images, targets)
+        assert targets is not None
+        logits = self.focus_head(features[self.focus_feature])
+        return {"loss_focus": self._focus_losses(logits, targets)}
+
+
+def check_detector_loaded(report: LoadReport | None, source: str) -> None:
+    """Check that loading `source` into a `RetrofitAutoFocusRCNN` set every detector weight.
+
+    Keys of the FocusPixel head may be missing or of another shape (a SNIPER checkpoint has
+    no head: it keeps its initialization); any other missing or shape-mismatched key would
+    leave part of the frozen detector random, so it is an error.
+
+    Args:
+        report: what `sniper.modeling.state_dict.load_model_state` did (None: nothing was
+            loaded).
+        source: how the message names the file (e.g. "MODEL.WEIGHTS file 'sniper.pth'").
+
+    Raises:
+        ValueError: naming `source`, the number of offending keys and the first few.
+    """
+    if report is None:
+        raise ValueError(
+            f"AUTOFOCUS.FREEZE_DETECTOR: nothing was loaded from {source}: the frozen "
+            "detector would stay random"
+        )
+    bad = [k for k in report.missing if not k.startswith(HEAD_PREFIX)]
+    bad += [
+        f"{k} (file {tuple(a)}, model {tuple(b)})"
+        for k, a, b in report.mismatched
+        if not k.startswith(HEAD_PREFIX)
+    ]
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise ValueError(
+            f"AUTOFOCUS.FREEZE_DETECTOR: {source} does not hold the whole detector of this "
+            f"config ({len(bad)} detector keys missing or of another shape: {shown}); give "
+            "MODEL.WEIGHTS a SNIPER checkpoint trained with the same MODEL.* settings"
+        )
+    if report.missing:
+        logger.info("retrofit: the FocusPixel head starts from its initialization")
+
+
 def build_autofocus_model(cfg: CfgNode) -> AutoFocusRCNN:
-    """`sniper.modeling.build_model(cfg)` (on MODEL.DEVICE, in training mode), checked to be
-    an `AutoFocusRCNN`.
+    """The AutoFocus model of `cfg` on MODEL.DEVICE, in training mode.
+
+    `sniper.modeling.build_model(cfg)`, checked to be an `AutoFocusRCNN`; with
+    AUTOFOCUS.FREEZE_DETECTOR a `RetrofitAutoFocusRCNN` (its weights are loaded later, from
+    MODEL.WEIGHTS, by whoever trains or runs it).
 
     Raises:
         ConfigError: MODEL.META_ARCHITECTURE names a model without the FocusPixel head (a
             ValueError; one line on the command lines).
     """
+    if cfg.AUTOFOCUS.FREEZE_DETECTOR:
+        model = RetrofitAutoFocusRCNN.from_config(cfg).to(torch.device(cfg.MODEL.DEVICE))
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        logger.info(
+            "built %s: %d parameters (%d trainable)", type(model).__name__, total, trainable
+        )
+        return model
     model = build_model(cfg)
     if not isinstance(model, AutoFocusRCNN):
         raise ConfigError(

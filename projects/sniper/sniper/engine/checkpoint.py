@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sniper.modeling.state_dict import load_model_state, read_checkpoint
+from sniper.modeling.state_dict import LoadReport, load_model_state, read_checkpoint
 from sniper.output_files import atomic_write
 
 from .checkpoint_files import LAST_CHECKPOINT, CheckpointError, read_last_checkpoint, resume_order
@@ -115,6 +115,8 @@ class Checkpointer:
         self.save_to_disk = is_main_process() if save_to_disk is None else save_to_disk
         self.checkpointables: dict[str, Any] = dict(checkpointables)
         self.loaded_path = ""  # the file the last successful `resume` loaded
+        # what the last `load` / `resume` did with each model key (None: nothing loaded yet)
+        self.last_report: LoadReport | None = None
 
     def add_checkpointable(self, key: str, obj: Any) -> None:
         """Register one more object to save and load under `key`."""
@@ -170,10 +172,10 @@ class Checkpointer:
         A file holding a bare state dict (no "model" key) loads as model weights. Model
         keys are matched after stripping a "module." prefix. Not `strict`: missing,
         unexpected and shape-mismatched keys are logged (the latter skipped), not fatal
-        (`sniper.modeling.state_dict.load_model_state`), but a file of which no tensor fits
-        is a ValueError. `strict` (resuming): any difference of keys or shapes, and an
-        optimizer / scheduler state of other parameter groups, is a `CheckpointError`,
-        raised before anything is loaded.
+        (`sniper.modeling.state_dict.load_model_state`; its `LoadReport` is kept in
+        `self.last_report`), but a file of which no tensor fits is a ValueError. `strict`
+        (resuming): any difference of keys or shapes, and an optimizer / scheduler state of
+        other parameter groups, is a `CheckpointError`, raised before anything is loaded.
 
         Returns:
             The entries of the file that were not consumed (e.g. "iteration").
@@ -201,7 +203,9 @@ class Checkpointer:
         keys = list(self.checkpointables if checkpointables is None else checkpointables)
         if strict:
             check_fits(path, data, self.model, {k: self.checkpointables[k] for k in keys})
-        load_model_state(self.model, data.pop("model"), source=f"{what} {path!r}")
+        self.last_report = load_model_state(
+            self.model, data.pop("model"), source=f"{what} {path!r}"
+        )
         for key in keys:
             if key in data:
                 self.checkpointables[key].load_state_dict(data.pop(key))

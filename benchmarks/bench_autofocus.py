@@ -12,8 +12,9 @@ MODEL.MASK_ON model also the mask AP, AP50 and APs), network-input
 megapixels per image, the fraction of the full pyramid's pixels (in all and at the finest
 scale), images/s (model calls only: decoding is excluded; one warm-up image first) and the
 speed-up over full multi-scale; for the cascades also the FocusChips' missing rate and empty
-rate per transition (`autofocus.focus_stats`, a second table). Printed as tables; `--output` gets `bench_autofocus.json` and
-`bench_autofocus.png` (AP vs pixel fraction and AP vs images/s).
+rate per transition (`autofocus.focus_stats`, a second table). Printed as tables; `--output`
+gets `bench_autofocus.json` and `bench_autofocus.png` (AP vs pixel fraction and AP vs
+images/s).
 
     python benchmarks/bench_autofocus.py --config-file configs/autofocus/synthetic_mobilenet.yaml \\
         MODEL.WEIGHTS output/autofocus_synthetic_mobilenet/model_final.pth \\

@@ -28,8 +28,8 @@ from sniper.engine.evaluation import inference_on_dataset
 
 from .cascade import AutoFocusCascade
 from .data import build_autofocus_train_loader
-from .modeling import AutoFocusRCNN, build_autofocus_model
 from .focus_stats import FocusStats
+from .modeling import AutoFocusRCNN, build_autofocus_model
 from .params import cascade_params_from_cfg, full_pyramid_pixels
 
 __all__ = ["AutoFocusTrainer"]
@@ -107,4 +107,3 @@ class AutoFocusTrainer(SniperTrainer):
                 focus.describe(),
             )
         return results
-

@@ -144,9 +144,7 @@ def _row_events(rects: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray
     return np.stack([row, col, val])
 
 
-def _covered_blocks(
-    events: np.ndarray, width: int, rows: int, block: int
-) -> Iterator[np.ndarray]:
+def _covered_blocks(events: np.ndarray, width: int, rows: int, block: int) -> Iterator[np.ndarray]:
     """Yield bool `(b, width - 1)` blocks of compressed rows: cell covered by a rectangle."""
     carry = np.zeros(width, np.int64)
     for start in range(0, rows, block):

@@ -43,15 +43,19 @@ def test_boxes_inside_needs_one_window_to_hold_the_whole_box() -> None:
         [
             [10, 10, 100, 100],  # touches the first window's edges: inside
             [90, 10, 110, 20],  # spans both windows: in neither
-            [150, 50, 201, 60],  # 1 px out of the second
+            [150, 50, 201, 60],  # 1 px out of the second, right
+            [-1, 20, 30, 40],  # 1 px out of the first, left
+            [150, 50, 160, 101],  # 1 px out of the second, bottom
+            [150, -1, 160, 10],  # 1 px out of the second, top
         ],
         float,
     )
-    assert boxes_inside(boxes, windows).tolist() == [True, False, False]
-    assert boxes_inside(boxes, windows, tolerance=1.0).tolist() == [True, False, True]
+    assert boxes_inside(boxes, windows).tolist() == [True, False, False, False, False, False]
+    assert boxes_inside(boxes, windows, tolerance=1.0).tolist() == [True, False, *[True] * 4]
     # a negative tolerance demands a margin inside the window
-    assert boxes_inside(boxes, windows, tolerance=-1.0).tolist() == [False, False, False]
-    assert boxes_inside(boxes, np.zeros((0, 4))).tolist() == [False] * 3
+    assert boxes_inside(boxes, windows, tolerance=-1.0).tolist() == [False] * 6
+    assert boxes_inside(boxes, windows[::-1], tolerance=-1.0).tolist() == [False] * 6
+    assert boxes_inside(boxes, np.zeros((0, 4))).tolist() == [False] * 6
 
 
 def test_union_area_is_exact_for_overlapping_rectangles() -> None:
@@ -90,15 +94,18 @@ def test_transition_counts_on_a_hand_made_image() -> None:
         float,
     )
     reached = np.array([[0, 0, 800, 800]], float)
-    chips = np.array([[0, 0, 100, 100], [480, 480, 620, 620]], float)  # A, and one on box 4
+    # A; B on box 4; C on box 5 (which needs a finer scale but lies outside the reached
+    # window: not responsible, yet chip C is not empty where it is)
+    chips = np.array([[0, 0, 100, 100], [480, 480, 620, 620], [880, 880, 940, 940]], float)
     c = transition_counts(boxes, RANGES, 0, reached, chips)
     assert (c.responsible, c.missed) == (3, 2)
     assert c.missing_rate == pytest.approx(2 / 3)
-    assert c.chip_area == 100 * 100 + 140 * 140
+    area = 100 * 100 + 140 * 140 + 60 * 60
+    assert c.chip_area == area
     # in chip A: box 1 (400 px) and the 10 x 20 part of box 3 inside it; box 4 does not
-    # need a finer scale, so chip B is all empty
-    assert c.empty_area == 100 * 100 + 140 * 140 - 400 - 200
-    assert c.empty_rate == pytest.approx(1 - 600 / (100 * 100 + 140 * 140))
+    # need a finer scale, so chip B is all empty; in chip C box 5 (900 px)
+    assert c.empty_area == area - 400 - 200 - 900
+    assert c.empty_rate == pytest.approx(1 - 1500 / area)
 
 
 def test_counts_without_boxes_or_chips_are_zero_rates() -> None:

@@ -19,13 +19,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from bench_fakes import TINY_AUTOFOCUS, write_tiny_dataset
 from engine_fakes import unregister
 from torch import Tensor, nn
 
+from autofocus.calibrate import calibrated_config_text
 from autofocus.calibrate import main as calibrate_main
 from autofocus.calibration import (
+    Calibration,
     NoReadableImages,
+    ThresholdRow,
+    TransitionCalibration,
     calibrate_thresholds,
     check_target,
     choose_threshold,
@@ -33,6 +38,7 @@ from autofocus.calibration import (
 )
 from autofocus.cascade import AutoFocusCascade
 from autofocus.config import setup_cfg
+from autofocus.focus_stats import TransitionCounts
 from autofocus.params import CascadeParams
 
 STRIDE = 16
@@ -150,6 +156,32 @@ def test_choose_threshold_and_checks() -> None:
         calibrate_thresholds(cascade, _records([A]), lambda r: None, thresholds=[1.2])
 
 
+def test_config_text_names_its_base_relative_to_the_output(tmp_path) -> None:
+    (tmp_path / "base.yaml").write_text("AUTOFOCUS:\n  SCALES: [[512, 512], 1.0, 2.0]\n")
+    out = tmp_path / "cal" / "c.yaml"
+    out.parent.mkdir()
+    rows = [
+        ThresholdRow(t, TransitionCounts(10, m, 100.0, 50.0), 10, 100)
+        for t, m in ((0.3, 0), (0.07, 1))
+    ]
+    cal = Calibration(
+        0.9, tuple(TransitionCalibration(s, (r,), r, s == 0) for s, r in enumerate(rows)), 2, 5, 10
+    )
+    overrides = {"AUTOFOCUS.MIN_SIZES": (4, 6), "MODEL.FPN.OUT_CHANNELS": 16}
+    text = calibrated_config_text(str(tmp_path / "base.yaml"), str(out), cal, overrides)
+    assert "# transition 1: t = 0.07, coverage 0.9000" in text and "(target not reached)" in text
+    assert yaml.safe_load(text) == {
+        "_BASE_": "../base.yaml",
+        "AUTOFOCUS": {"MIN_SIZES": [4, 6], "THRESHOLDS": [0.3, 0.07]},
+        "MODEL": {"FPN": {"OUT_CHANNELS": 16}},
+    }
+    out.write_text(text)
+    cfg = setup_cfg(str(out), [])
+    assert list(cfg.AUTOFOCUS.THRESHOLDS) == [0.3, 0.07] and cfg.MODEL.FPN.OUT_CHANNELS == 16
+    assert cal.pixel_fraction == (5 + 10 + 10) / 10
+    assert "_BASE_" not in calibrated_config_text("", str(out), cal, {})
+
+
 def _run_cli(tmp_path, *flags, config="configs/autofocus/synthetic_mobilenet.yaml"):
     name = f"af_cal_{tmp_path.name}"
     write_tiny_dataset(tmp_path / "data", name, 2)
@@ -170,7 +202,8 @@ def test_cli_writes_a_loadable_calibrated_config(tmp_path, capsys) -> None:
     assert "transition 0 -> 1 (2 boxes need a finer scale)" in printed
     assert "wrote" in printed and "[0.0]" in printed
     text = out.read_text()
-    assert "_BASE_: ../../../" in text or "_BASE_: /" in text
+    base = yaml.safe_load(text)["_BASE_"]
+    assert os.path.realpath(os.path.join(out.parent, base)) == os.path.realpath(config)
     assert "WEIGHTS" not in text
     cfg = setup_cfg(str(out), [])
     # t = 0 chips every image whole (coverage 1), t = 1 none: the target keeps t = 0

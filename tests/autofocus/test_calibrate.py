@@ -24,7 +24,7 @@ from bench_fakes import TINY_AUTOFOCUS, write_tiny_dataset
 from engine_fakes import unregister
 from torch import Tensor, nn
 
-from autofocus.calibrate import calibrated_config_text
+from autofocus.calibrate import calibrated_config_text, format_table
 from autofocus.calibrate import main as calibrate_main
 from autofocus.calibration import (
     Calibration,
@@ -34,7 +34,6 @@ from autofocus.calibration import (
     calibrate_thresholds,
     check_target,
     choose_threshold,
-    format_table,
 )
 from autofocus.cascade import AutoFocusCascade
 from autofocus.config import setup_cfg
@@ -117,6 +116,9 @@ def test_one_transition_picks_the_highest_threshold_that_keeps_the_boxes() -> No
     assert half.thresholds == (0.65,)
     lines = format_table(cal)
     assert any(line.split()[:2] == ["0.550", "1.0000"] and line.endswith("*") for line in lines)
+    # t = 0.2 ... 0.55 give the same chips: 0.35 and 0.45 are folded into that run
+    shown = [line.split()[0] for line in lines if line.startswith("      0.")]
+    assert shown == ["0.200", "0.550", "0.650", "0.850"]
 
 
 def test_transitions_are_calibrated_in_turn() -> None:

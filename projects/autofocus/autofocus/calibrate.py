@@ -50,16 +50,16 @@ from .calibration import (
     DEFAULT_THRESHOLDS,
     Calibration,
     NoReadableImages,
+    ThresholdRow,
     calibrate_thresholds,
     check_target,
     check_thresholds,
-    format_table,
 )
 from .cli import parse_with_overrides
 from .config import setup_cfg
 from .predictor import AutoFocusPredictor
 
-__all__ = ["calibrated_config_text", "main", "parse_args"]
+__all__ = ["calibrated_config_text", "format_table", "main", "parse_args"]
 
 logger = logging.getLogger("sniper.autofocus.calibrate")
 
@@ -142,6 +142,46 @@ def calibrated_config_text(
             node = node.setdefault(part, {})
         node[leaf] = _plain(value)
     return "\n".join(lines) + "\n" + yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+
+
+def _row_stats(row: ThresholdRow) -> tuple[int, int, float, float, int]:
+    """What a printed row shows, to fold runs of equal rows."""
+    c = row.counts
+    return c.responsible, c.missed, c.chip_area, c.empty_area, row.finer_pixels
+
+
+def format_table(calibration: Calibration) -> list[str]:
+    """The printed table, one line each: a block per transition (threshold, coverage, missing
+    rate, empty rate, fraction of scale `s+1` processed; of a run of thresholds with equal
+    results only the first and the last are shown), the chosen row marked `*`, then the
+    calibrated cascade's pixel fraction."""
+    lines: list[str] = []
+    for tr in calibration.transitions:
+        lines.append(
+            f"transition {tr.transition} -> {tr.transition + 1} "
+            f"({tr.chosen.counts.responsible} boxes need a finer scale):"
+        )
+        lines.append(
+            f"  {'threshold':>9} {'coverage':>9} {'missing':>8} {'empty':>7} "
+            f"{f'scale {tr.transition + 1} px':>11}"
+        )
+        stats = [_row_stats(r) for r in tr.rows]
+        for i, r in enumerate(tr.rows):
+            inner = 0 < i < len(stats) - 1 and stats[i - 1] == stats[i] == stats[i + 1]
+            if inner and r is not tr.chosen:
+                continue  # inside a run of equal rows: its first and last row stand for it
+            mark = " *" if r is tr.chosen else ""
+            lines.append(
+                f"  {r.threshold:>9.3f} {r.coverage:>9.4f} {r.counts.missing_rate:>8.4f} "
+                f"{r.counts.empty_rate:>7.4f} {r.scale_fraction:>11.4f}{mark}"
+            )
+        if not tr.met_target:
+            lines.append(f"  (no threshold reaches coverage {calibration.target:g})")
+    lines.append(
+        f"thresholds {list(calibration.thresholds)}: {calibration.pixel_fraction:.4f} of the full "
+        f"pyramid's pixels on {calibration.images} images"
+    )
+    return lines
 
 
 def _check_output(path: str) -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -53,7 +54,6 @@ __all__ = [
     "check_target",
     "check_thresholds",
     "choose_threshold",
-    "format_table",
     "sweep_transition",
 ]
 
@@ -294,7 +294,15 @@ def calibrate_thresholds(
         if s == 0:
             coarse, images = pixels, len(samples)
             full = sum(sum(full_pyramid_pixels(x.size, p.scales)) for x in samples)
+        start = time.perf_counter()
         rows = sweep_transition(samples, s, p, grid, tolerance=tolerance)
+        logger.info(
+            "transition %d: %d thresholds scored on %d images in %.2f s",
+            s,
+            len(grid),
+            len(samples),
+            time.perf_counter() - start,
+        )
         chosen, met = choose_threshold(rows, target)
         if chosen.counts.responsible == 0:
             logger.warning("transition %d: no box needs a finer scale in these images", s)
@@ -311,32 +319,3 @@ def calibrate_thresholds(
         new[s] = chosen.threshold
         p = dataclasses.replace(p, thresholds=tuple(new))
     return Calibration(target, tuple(done), images, coarse, full)
-
-
-def format_table(calibration: Calibration) -> list[str]:
-    """The printed table, one line each: a block per transition (threshold, coverage, missing
-    rate, empty rate, fraction of scale `s+1` processed), the chosen row marked `*`, then the
-    calibrated cascade's pixel fraction."""
-    lines: list[str] = []
-    for tr in calibration.transitions:
-        lines.append(
-            f"transition {tr.transition} -> {tr.transition + 1} "
-            f"({tr.chosen.counts.responsible} boxes need a finer scale):"
-        )
-        lines.append(
-            f"  {'threshold':>9} {'coverage':>9} {'missing':>8} {'empty':>7} "
-            f"{f'scale {tr.transition + 1} px':>11}"
-        )
-        for r in tr.rows:
-            mark = " *" if r is tr.chosen else ""
-            lines.append(
-                f"  {r.threshold:>9.3f} {r.coverage:>9.4f} {r.counts.missing_rate:>8.4f} "
-                f"{r.counts.empty_rate:>7.4f} {r.scale_fraction:>11.4f}{mark}"
-            )
-        if not tr.met_target:
-            lines.append(f"  (no threshold reaches coverage {calibration.target:g})")
-    lines.append(
-        f"thresholds {list(calibration.thresholds)}: {calibration.pixel_fraction:.4f} of the full "
-        f"pyramid's pixels on {calibration.images} images"
-    )
-    return lines

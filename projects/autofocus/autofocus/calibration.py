@@ -17,6 +17,12 @@ each transition `s -> s+1` in turn (coarse to fine):
 3. the transition keeps the highest `t` whose coverage is at least `target`
    (`choose_threshold`), then the next transition is calibrated with it.
 
+Each transition runs the model again on scales `0..s` (the maps of one transition only are
+held in memory). Chips are scored whole: a chip above the runner's `max_pixels` runs as
+overlapping tiles in the cascade, and an evaluation (`AutoFocusTrainer.test`) scores those
+tiles one by one, so a box that only a whole chip holds may count as covered here and
+missing there.
+
 Pixels: `finer_pixels` of a row is the sum of the canvas-window areas its chips give at scale
 `s+1` (network-input pixels before padding, without the overlap of tiles when a chip is above
 the runner's `max_pixels`); the calibrated cascade's pixel fraction is the coarse scale's

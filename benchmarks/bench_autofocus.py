@@ -11,8 +11,10 @@ For each: COCO AP, AP50 and APs (`sniper.engine.evaluation.COCOEvaluator`; with 
 MODEL.MASK_ON model also the mask AP, AP50 and APs), network-input
 megapixels per image, the fraction of the full pyramid's pixels (in all and at the finest
 scale), images/s (model calls only: decoding is excluded; one warm-up image first) and the
-speed-up over full multi-scale. Printed as a table; `--output` gets `bench_autofocus.json` and
-`bench_autofocus.png` (AP vs pixel fraction and AP vs images/s).
+speed-up over full multi-scale; for the cascades also the FocusChips' missing rate and empty
+rate per transition (`autofocus.focus_stats`, a second table). Printed as tables; `--output`
+gets `bench_autofocus.json` and `bench_autofocus.png` (AP vs pixel fraction and AP vs
+images/s).
 
     python benchmarks/bench_autofocus.py --config-file configs/autofocus/synthetic_mobilenet.yaml \\
         MODEL.WEIGHTS output/autofocus_synthetic_mobilenet/model_final.pth \\
@@ -35,6 +37,7 @@ import torch
 from autofocus.cascade import AutoFocusCascade
 from autofocus.cli import parse_with_overrides
 from autofocus.config import setup_cfg
+from autofocus.focus_stats import FocusStats
 from autofocus.modeling import build_autofocus_model
 from autofocus.params import cascade_params_from_cfg, full_pyramid_pixels
 from sniper.cli_errors import exit_with_error
@@ -69,16 +72,24 @@ def run_one(
     records: list[dict],
     input_format: str,
     full: np.ndarray,
+    focus: FocusStats | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """AP, pixels and speed of one engine on `records` of `dataset` (one warm-up image
     first); `full`: float `(S,)` full-pyramid pixels per scale summed over the records;
+    `focus`: gets every output (a cascade's FocusChips), its summary lands in `row["focus"]`;
     `kwargs` go to every engine call."""
     timed = TimedEngine(engine, **kwargs)
     timed([load_image(records[0]["file_name"], input_format)])
     timed.seconds = 0.0
     evaluator = COCOEvaluator(dataset, None)
-    res = inference_on_dataset(timed, records, evaluator, input_format=input_format)
+    res = inference_on_dataset(
+        timed,
+        records,
+        evaluator,
+        input_format=input_format,
+        on_output=focus.add if focus is not None else None,
+    )
     n = len(records)
     per_scale = np.array([res["speed"].get(f"pixels_scale{k}", 0.0) for k in range(len(full))])
     row = {
@@ -93,6 +104,8 @@ def run_one(
         "finest_fraction": float(per_scale[-1] / full[-1]),
         "images_per_s": n / timed.seconds if timed.seconds > 0 else 0.0,
     }
+    if focus is not None:
+        row["focus"] = focus.summary()
     if "segm" in res:  # a model with MODEL.MASK_ON: mask AP beside box AP
         row.update({f"mask_{k}": res["segm"][k] for k in ("AP", "AP50", "APs")})
     print(
@@ -123,6 +136,28 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         if masks:
             line += f"{r['mask_AP']:>9.1f}{r['mask_AP50']:>6.1f}{r['mask_APs']:>6.1f}"
         print(line)
+
+
+def print_focus_table(rows: list[dict[str, Any]]) -> None:
+    """Missing rate and empty rate of each transition for the rows that have FocusChips."""
+    rows = [r for r in rows if r.get("focus")]
+    if not rows:
+        return
+    transitions = sum(1 for k in rows[0]["focus"] if k.startswith("missing_rate_t"))
+    head = f"{'FocusChips':<26}" + "".join(
+        f"{f'missing t{s}':>12}{f'empty t{s}':>10}{'boxes':>7}" for s in range(transitions)
+    )
+    print("\n" + head + "\n" + "-" * len(head))
+    for r in rows:
+        f = r["focus"]
+        print(
+            f"{r['method']:<26}"
+            + "".join(
+                f"{f[f'missing_rate_t{s}']:>12.4f}{f[f'empty_rate_t{s}']:>10.4f}"
+                f"{int(f[f'responsible_boxes_t{s}']):>7d}"
+                for s in range(transitions)
+            )
+        )
 
 
 def plot(rows: list[dict[str, Any]], path: str, title: str) -> None:
@@ -232,6 +267,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             records,
             fmt,
             full,
+            FocusStats(params.valid_ranges),
             thresholds=params.thresholds,
         )
     )
@@ -244,10 +280,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 records,
                 fmt,
                 full,
+                FocusStats(params.valid_ranges),
                 thresholds=params.with_threshold(t).thresholds,
             )
         )
     print_table(rows)
+    print_focus_table(rows)
     atomic_write_json(
         os.path.join(args.output, "bench_autofocus.json"),
         {"dataset": dataset, "images": len(records), "weights": cfg.MODEL.WEIGHTS, "rows": rows},

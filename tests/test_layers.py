@@ -32,6 +32,7 @@ CLI_MODULES = {
     "sniper.tools.suggest_scales",
     "sniper.integrations.sahi_cli",
     "autofocus.visualize_cli",
+    "autofocus.calibrate",
 }
 # Library modules that also have a small `__main__` (importing them is fine).
 LIBRARY_WITH_MAIN = {"sniper.data.visdrone"}
@@ -135,6 +136,8 @@ def test_inference_never_imports_the_training_data() -> None:
         "autofocus.params",
         "autofocus.structures",
         "autofocus.predictor",
+        "autofocus.focus_stats",
+        "autofocus.calibration",
     )
     bad = [
         f"{path.relative_to(ROOT)}:{line} imports {module}"
@@ -210,6 +213,8 @@ def test_config_modules_import_no_torch() -> None:
         ),
         ("autofocus.modeling", ("sniper.data", "sniper.engine", "sniper.inference")),
         ("autofocus.predictor", ("sniper.engine", "autofocus.engine")),
+        ("autofocus.focus_stats", ("torch", "sniper", "autofocus.cascade")),  # numpy only
+        ("autofocus.calibration", ("sniper.engine", "sniper.data", "autofocus.engine")),
         # the optional extras load only when their adapter module is imported
         (
             "sniper, sniper.inference, sniper.engine.evaluation, autofocus.predictor",

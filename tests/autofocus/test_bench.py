@@ -50,7 +50,16 @@ def test_sweep_writes_table_json_and_plot(tmp_path, capsys) -> None:
     assert rows[3]["pixel_fraction"] == pytest.approx(coarse / (coarse + fine))
     assert rows[3]["finest_fraction"] == 0.0
     assert all(r["images_per_s"] > 0 for r in rows)
+    # FocusChips: the 12 x 14 box of each image needs the finer scale (size < 30), the
+    # 40 x 30 one does not; t = 0 chips the whole image, t = 1 nothing.
+    assert "focus" not in rows[0]
+    assert rows[2]["focus"]["responsible_boxes_t0"] == 2
+    assert rows[2]["focus"]["missing_rate_t0"] == 0.0
+    assert rows[2]["focus"]["empty_rate_t0"] == pytest.approx(1 - 12 * 14 / (120 * 160))
+    assert rows[3]["focus"]["missing_rate_t0"] == 1.0
+    assert rows[3]["focus"]["empty_rate_t0"] == 0.0
     saved = json.loads((tmp_path / "out" / "bench_autofocus.json").read_text())
     assert saved["images"] == 2 and len(saved["rows"]) == 4
     assert (tmp_path / "out" / "bench_autofocus.png").stat().st_size > 1000
-    assert "speed-up" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "speed-up" in printed and "missing t0" in printed

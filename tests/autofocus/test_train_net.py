@@ -99,6 +99,10 @@ def test_train_then_eval_only(dataset, tmp_path) -> None:
     assert speed["pixels_scale0"] == 3 * 100 * 80 and speed["pixels_scale1"] == 3 * 200 * 160
     assert speed["full_pyramid_pixels"] == 3 * (100 * 80 + 200 * 160)
     assert speed["pixel_fraction"] == pytest.approx(1.0)
+    # the 30 x 24 boxes (size 26.8 < 40) need the finer scale; t = 0 chips whole images
+    focus = res["focus"]
+    assert focus["responsible_boxes_t0"] == 3 and focus["missing_rate_t0"] == 0.0
+    assert focus["empty_rate_t0"] == pytest.approx(1 - 30 * 24 / (160 * 200))
     lines = [json.loads(x) for x in (out / "metrics.json").read_text().splitlines()]
     assert "loss_focus" in lines[0] and lines[0]["loss_focus"] > 0
     assert (out / "model_final.pth").is_file()

@@ -15,6 +15,9 @@ Modules (import them directly; importing the package itself loads nothing heavy)
 - `autofocus.cli`: command-line helpers of the visualizer and the benchmark.
 - `autofocus.visualization`: drawing; `autofocus.visualize_cli`: its command line
   (`python -m autofocus.visualize_cli`).
+- `autofocus.focus_stats`: the FocusChips' missing rate and empty rate (numpy only).
+- `autofocus.calibration`: calibrated thresholds; `autofocus.calibrate`: its command line
+  (`python -m autofocus.calibrate`).
 """
 
 __version__ = "0.1.0"

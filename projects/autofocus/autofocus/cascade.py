@@ -47,13 +47,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from chipping import focus_chips_batch, focus_chips_to_image
 from chipping.scales import ScaleSpec, scale_factor, scaled_size
 from sniper.inference.network_input import NetworkInput
 from sniper.inference.runner import InferenceRunner, ScaleOutputs, runner_kwargs_from_config
 from sniper.sources import ImageSource
 
-from .chips import canvas_window, merge_overlapping
+from .chips import canvas_window, focus_chips_from_maps
 from .params import CascadeParams, cascade_params_from_cfg, full_pyramid_pixels
 from .structures import FocusMap
 
@@ -116,31 +115,19 @@ class AutoFocusCascade(InferenceRunner):
     ) -> list[np.ndarray]:
         """Per image float32 `(K, 4)` FocusChips (image px) for scale s + 1, built from the
         FocusPixel maps of scale s and merged until none overlap."""
-        if not previous.inputs:
-            return [np.zeros((0, 4), np.float32) for _ in sizes]
-        maps = [o["focus_prob"] for o in previous.outputs]
-        rects, which = focus_chips_batch(
+        maps = [
+            FocusMap(out["focus_prob"], inp.factor, inp.offset, float(self.stride))
+            for inp, out in zip(previous.inputs, previous.outputs, strict=True)
+        ]
+        return focus_chips_from_maps(
             maps,
+            [inp.image_index for inp in previous.inputs],
+            sizes,
             params.thresholds[s],
             params.dilations[s],
             params.min_sizes[s],
             num_threads=self.num_threads,
         )
-        per_image: list[list[np.ndarray]] = [[] for _ in sizes]
-        for m, inp in enumerate(previous.inputs):
-            mine = rects[which == m]
-            if len(mine):
-                per_image[inp.image_index].append(
-                    focus_chips_to_image(
-                        mine, self.stride, inp.factor, sizes[inp.image_index], inp.offset
-                    )
-                )
-        chips = []
-        for parts in per_image:
-            c = np.concatenate(parts) if parts else np.zeros((0, 4), np.float32)
-            c = c[(c[:, 2] > c[:, 0]) & (c[:, 3] > c[:, 1])]
-            chips.append(merge_overlapping(c))
-        return chips
 
     @staticmethod
     def chip_inputs(

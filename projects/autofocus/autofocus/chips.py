@@ -1,4 +1,5 @@
-"""FocusChip geometry of the cascade: image px -> canvas windows, merging overlapping chips.
+"""FocusChip geometry of the cascade: FocusPixel maps -> FocusChips (image px), image px ->
+canvas windows, merging overlapping chips.
 
 Frames (docs/design.md section 3, `sniper.structures`): *image* px of the original image;
 *canvas* px of the image resized by a scale's factor `f` (`canvas = image * f`); a *window*
@@ -13,7 +14,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["canvas_window", "merge_overlapping"]
+from chipping import focus_chips_batch, focus_chips_to_image
+
+from .structures import FocusMap
+
+__all__ = ["canvas_window", "focus_chips_from_maps", "merge_overlapping"]
 
 _EPS = 1e-6  # tolerance of floor/ceil on products like 352.0000001
 
@@ -147,3 +152,58 @@ def merge_overlapping(rects: np.ndarray) -> np.ndarray:
     out = np.asarray(list(grid.boxes.values()), np.float32).reshape(-1, 4)
     order = np.lexsort((out[:, 2], out[:, 3], out[:, 0], out[:, 1]))
     return out[order]
+
+
+def focus_chips_from_maps(
+    maps: Sequence[FocusMap],
+    image_index: Sequence[int],
+    sizes: Sequence[tuple[int, int]],
+    threshold: float,
+    dilation: int,
+    min_size: int,
+    *,
+    num_threads: int = 0,
+) -> list[np.ndarray]:
+    """The FocusChips of one transition (docs/design.md section 5), per image.
+
+    Every map is turned into cell rectangles by `chipping.focus_chips_batch` (threshold t,
+    dilation d, minimum side k), mapped to image px with `chipping.focus_chips_to_image`
+    (the map's stride, factor and offset); the chips of one image (from all its maps) that
+    overlap are merged into their union until none overlap.
+
+    Args:
+        maps: the FocusPixel maps of the network inputs of one scale (any images).
+        image_index: which image each map belongs to (`0 <= i < len(sizes)`).
+        sizes: `(height, width)` of every image (image px).
+        threshold, dilation, min_size: t (probability), d and k (cells) of the transition.
+        num_threads: threads of `focus_chips_batch` (0 = all cores).
+
+    Returns:
+        One float32 `(K_i, 4)` XYXY image px array per image (non-empty chips, disjoint,
+        sorted as `merge_overlapping` sorts).
+    """
+    if len(maps) != len(image_index):
+        raise ValueError(
+            f"focus_chips_from_maps: {len(maps)} maps but {len(image_index)} image indices"
+        )
+    per_image: list[list[np.ndarray]] = [[] for _ in sizes]
+    if maps:
+        rects, which = focus_chips_batch(
+            [np.asarray(m.prob, np.float32) for m in maps],
+            threshold,
+            dilation,
+            min_size,
+            num_threads=num_threads,
+        )
+        for m, (fmap, i) in enumerate(zip(maps, image_index, strict=True)):
+            mine = rects[which == m]
+            if len(mine):
+                per_image[i].append(
+                    focus_chips_to_image(mine, fmap.stride, fmap.factor, sizes[i], fmap.offset)
+                )
+    chips = []
+    for parts in per_image:
+        c = np.concatenate(parts) if parts else np.zeros((0, 4), np.float32)
+        c = c[(c[:, 2] > c[:, 0]) & (c[:, 3] > c[:, 1])]
+        chips.append(merge_overlapping(c))
+    return chips

@@ -12,7 +12,8 @@ MODEL.WEIGHTS file that did not set every detector weight (`check_detector_loade
 Evaluation (`test`, after training and with `--eval-only`) runs the AutoFocus cascade
 (`AutoFocusCascade.from_config`) through `sniper.engine.evaluation.inference_on_dataset`,
 and adds to its "speed" entry the pixels of the full pyramid (the whole image at every
-AUTOFOCUS scale) and the fraction processed.
+AUTOFOCUS scale) and the fraction processed, and a "focus" entry: the FocusChips' missing
+rate and empty rate per transition (`autofocus.focus_stats`).
 """
 
 from __future__ import annotations
@@ -23,20 +24,23 @@ from typing import Any
 
 from fvcore.common.config import CfgNode
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-from sniper.config import parse_scale_list
 from sniper.engine import SniperTrainer, get_rank, get_world_size, is_main_process
 from sniper.engine.checkpoint_files import CheckpointError
+from sniper.engine.comm import all_gather
+from sniper.engine.evaluation import inference_on_dataset
 
 from .cascade import AutoFocusCascade
 from .data import build_autofocus_train_loader
+from .focus_stats import FocusStats
 from .modeling import (
     AutoFocusRCNN,
     RetrofitAutoFocusRCNN,
     build_autofocus_model,
     check_detector_loaded,
 )
-from .params import full_pyramid_pixels
+from .params import cascade_params_from_cfg, full_pyramid_pixels
 
 __all__ = ["AutoFocusTrainer"]
 
@@ -85,31 +89,53 @@ class AutoFocusTrainer(SniperTrainer):
 
     @classmethod
     def test(cls, cfg: CfgNode, model: nn.Module) -> dict[str, dict[str, Any]]:
-        """`SniperTrainer.test` with the cascade; "speed" also gets `full_pyramid_pixels`
-        (summed over the dataset) and `pixel_fraction` (`input_pixels` / that).
+        """`SniperTrainer.test` with the cascade: every dataset of DATASETS.TEST through
+        `inference_on_dataset`; "speed" also gets `full_pyramid_pixels` (summed over the
+        dataset) and `pixel_fraction` (`input_pixels` / that); "focus" gets
+        `FocusStats.summary()` (missing and empty rate per transition, summed over all ranks).
 
         Returns:
-            `{dataset_name: {"bbox": {...}, "speed": {...}}}` on the main process, `{}`
-            elsewhere.
+            `{dataset_name: {"bbox": {...}, "speed": {...}, "focus": {...}}}` on the main
+            process, `{}` elsewhere.
         """
-        results = super().test(cfg, model)
-        if not is_main_process():
-            return results
-        scales = tuple(parse_scale_list(cfg.AUTOFOCUS.SCALES))
-        for name, res in results.items():
+        if isinstance(model, DistributedDataParallel):
+            model = model.module
+        inference = cls.build_inference(cfg, model)
+        params = cascade_params_from_cfg(cfg)
+        results: dict[str, dict[str, Any]] = {}
+        for name in cfg.DATASETS.TEST:
             records = cls.build_test_records(cfg, name)
+            focus = FocusStats(params.valid_ranges)
+            res = inference_on_dataset(
+                inference,
+                records,
+                cls.build_evaluator(cfg, name),
+                input_format=cfg.INPUT.FORMAT,
+                on_output=focus.add,
+            )
+            gathered = all_gather(focus.counts)
+            if not is_main_process():
+                continue
+            focus.counts = [type(c)() for c in focus.counts]
+            focus.merge(gathered)
             full = float(
                 sum(
-                    sum(full_pyramid_pixels((int(r["height"]), int(r["width"])), scales))
+                    sum(full_pyramid_pixels((int(r["height"]), int(r["width"])), params.scales))
                     for r in records
                 )
             )
             speed = res.setdefault("speed", {})
             speed["full_pyramid_pixels"] = full
             speed["pixel_fraction"] = speed.get("input_pixels", 0.0) / full if full else 0.0
+            res["focus"] = focus.summary()
+            results[name] = res
             logger.info(
-                "AutoFocus on %s processed %.4f of the full pyramid's pixels",
+                "evaluation of %s: %s", name, {k: v for k, v in res.items() if k != "speed"}
+            )
+            logger.info(
+                "AutoFocus on %s processed %.4f of the full pyramid's pixels; FocusChips %s",
                 name,
                 speed["pixel_fraction"],
+                focus.describe(),
             )
         return results

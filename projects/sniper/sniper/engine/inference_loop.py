@@ -47,6 +47,7 @@ def inference_on_dataset(
     evaluator: DatasetEvaluator,
     *,
     input_format: str = "RGB",
+    on_output: Callable[[dict, dict[str, Any]], None] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Run ``inference`` on this process's share of ``records`` and evaluate.
 
@@ -60,6 +61,9 @@ def inference_on_dataset(
         records: dataset records (file_name, image_id, height, width, ...).
         evaluator: receives the detections.
         input_format: channel order the images are read in.
+        on_output: called with ``(record, output)`` for every evaluated image, ``output``
+            being the engine's whole dict (e.g. AutoFocus's ``chips_per_scale``), on the
+            process that ran it (gathering is the caller's).
 
     Returns:
         The evaluator's results plus "speed": {"images_per_s", "input_pixels",
@@ -79,6 +83,8 @@ def inference_on_dataset(
                 skipped += 1
                 continue
             out = inference([image])[0]
+            if on_output is not None:
+                on_output(record, out)
             pixels += int(out["pixels"])
             for k, px in enumerate(out.get("pixels_per_scale", [])):
                 per_scale += [0] * (k + 1 - len(per_scale))

@@ -33,6 +33,7 @@ CLI_MODULES = {
     "sniper.integrations.sahi_cli",
     "autofocus.visualize_cli",
     "autofocus.calibrate",
+    "autofocus.predict",
 }
 # Library modules that also have a small `__main__` (importing them is fine).
 LIBRARY_WITH_MAIN = {"sniper.data.visdrone"}

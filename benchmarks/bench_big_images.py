@@ -25,7 +25,8 @@ Printed as a table; ``--output`` gets ``bench_big_images.json``.
     python benchmarks/bench_big_images.py \\
         --config-file configs/autofocus/synthetic_mobilenet.yaml \\
         --weights output/autofocus_synthetic_mobilenet/model_final.pth \\
-        [--sizes 4096 16384 32768] [--sahi-max-side 16384] [--workdir /tmp/big] [KEY VALUE ...]
+        [--sizes 4096 16384 32768] [--sahi-max-side 16384] [--contenders af-windowed ...] \\
+        [--workdir /tmp/big] [KEY VALUE ...]
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weights", default="", help="trained AutoFocus model (MODEL.WEIGHTS)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 16384, 32768])
     parser.add_argument("--scenes", type=int, default=4, help="cells holding a scene")
+    parser.add_argument(
+        "--contenders", nargs="+", default=list(CONTENDERS), choices=CONTENDERS, help="rows to run"
+    )
     parser.add_argument(
         "--sahi-max-side", type=int, default=16384, help="run SAHI up to this side (time)"
     )
@@ -253,7 +257,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(
             f"{path}: {os.path.getsize(path) / 2**20:.0f} MiB ({time.perf_counter() - start:.0f} s)"
         )
-        for key in CONTENDERS:
+        for key in args.contenders:
             limit = {"sahi": args.sahi_max_side, "af-memory": args.memory_max_side}.get(key)
             if limit is not None and side > limit:
                 rows.append({"contender": key, "side": side, "skipped": f"side > {limit} (flag)"})

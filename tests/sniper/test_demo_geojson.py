@@ -12,26 +12,8 @@ import torch
 from demo_fakes import TINY
 
 from sniper import demo
-from sniper.data.catalog import DatasetCatalog, MetadataCatalog
-from sniper.data.synthetic import SYNTHETIC_SPLITS
 
 tifffile = pytest.importorskip("tifffile")
-
-
-def _clear_synthetic() -> None:
-    for name in SYNTHETIC_SPLITS:
-        if name in DatasetCatalog.list():
-            DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
-
-
-@pytest.fixture()
-def clean_synthetic(tmp_path, monkeypatch):
-    """No built-in dataset registered before or after; their cache root in tmp_path."""
-    monkeypatch.setenv("SNIPER_DATASETS", str(tmp_path / "datasets"))
-    _clear_synthetic()
-    yield
-    _clear_synthetic()
 
 
 def test_demo_writes_geojson_for_georeferenced_inputs_only(tmp_path, clean_synthetic):

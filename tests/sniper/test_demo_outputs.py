@@ -23,8 +23,6 @@ from demo_fakes import write_images as _write_images
 
 from autofocus import visualize_cli
 from sniper import demo
-from sniper.data.catalog import DatasetCatalog, MetadataCatalog
-from sniper.data.synthetic import SYNTHETIC_SPLITS
 
 
 @pytest.fixture()
@@ -39,22 +37,6 @@ def alarm():
     yield
     signal.alarm(0)
     signal.signal(signal.SIGALRM, before)
-
-
-def _clear_synthetic() -> None:
-    for name in SYNTHETIC_SPLITS:
-        if name in DatasetCatalog.list():
-            DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
-
-
-@pytest.fixture()
-def clean_synthetic(tmp_path, monkeypatch):
-    """No built-in dataset registered before or after; their cache root in tmp_path."""
-    monkeypatch.setenv("SNIPER_DATASETS", str(tmp_path / "datasets"))
-    _clear_synthetic()
-    yield
-    _clear_synthetic()
 
 
 @pytest.fixture()

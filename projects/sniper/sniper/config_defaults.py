@@ -42,7 +42,7 @@ def _model_defaults(_C: CfgNode) -> None:
 
     _C.MODEL.BACKBONE = CN()  # trunk network
     _C.MODEL.BACKBONE.NAME = "resnet50_fpn"  # BACKBONE_REGISTRY name: mobilenet_v2_fpn, resnetN_fpn
-    _C.MODEL.BACKBONE.NORM = "BN"  # trunk norm: FrozenBN | BN (per-GPU stats) | SyncBN | GN
+    _C.MODEL.BACKBONE.NORM = "BN"  # trunk norm: FrozenBN | BN (per GPU) | SyncBN | GN | SN[_INLN]
     _C.MODEL.BACKBONE.FREEZE_AT = 1  # stages frozen: 0 none, 1 stem, 2 stem+res2, ... (count)
     _C.MODEL.BACKBONE.WEIGHTS = ""  # ImageNet weights: path | "torchvision" | "offline" | "" random
 
@@ -50,7 +50,7 @@ def _model_defaults(_C: CfgNode) -> None:
     _C.MODEL.FPN.OUT_CHANNELS = 256  # channels of every pyramid level (count)
     _C.MODEL.FPN.MIN_LEVEL = 2  # finest pyramid level: 2 = stride 4 px, 3 = stride 8 px (level)
     _C.MODEL.FPN.USE_P6 = True  # add P6 (stride 2**6 px) by subsampling P5, used by the RPN (bool)
-    _C.MODEL.FPN.NORM = ""  # norm after each FPN conv: "" none | "BN" (torchvision's _v2 models)
+    _C.MODEL.FPN.NORM = ""  # norm after each FPN conv: "" none | "BN" | "SN" | "SN_INLN"
 
 
 def _head_defaults(_C: CfgNode) -> None:
@@ -78,7 +78,7 @@ def _head_defaults(_C: CfgNode) -> None:
     _C.MODEL.ROI_BOX_HEAD = CN()  # box head on pooled RoI features
     _C.MODEL.ROI_BOX_HEAD.NUM_CONV = 0  # 3x3 conv(+norm)+ReLU layers before the fc layers (count)
     _C.MODEL.ROI_BOX_HEAD.CONV_DIM = 256  # output channels of each box head conv (channels)
-    _C.MODEL.ROI_BOX_HEAD.NORM = ""  # norm after each box head conv: "" none | "BN"
+    _C.MODEL.ROI_BOX_HEAD.NORM = ""  # norm after each box head conv: "" none | BN | SN | SN_INLN
     _C.MODEL.ROI_BOX_HEAD.NUM_FC = 2  # fully connected layers after RoIAlign (count)
     _C.MODEL.ROI_BOX_HEAD.FC_DIM = 1024  # width of each fully connected layer (units)
     _C.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 7  # RoIAlign output side (cells)
@@ -91,7 +91,7 @@ def _head_defaults(_C: CfgNode) -> None:
     _C.MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO = 2  # RoIAlign samples per cell side (count)
     _C.MODEL.ROI_MASK_HEAD.NUM_CONV = 4  # 3x3 conv(+norm)+ReLU layers before the deconv (count)
     _C.MODEL.ROI_MASK_HEAD.CONV_DIM = 256  # channels of each mask conv and of the deconv (channels)
-    _C.MODEL.ROI_MASK_HEAD.NORM = ""  # norm after each mask head conv: "" none | "BN"
+    _C.MODEL.ROI_MASK_HEAD.NORM = ""  # norm after each mask head conv: "" none | BN | SN | SN_INLN
 
 
 def _data_defaults(_C: CfgNode) -> None:

@@ -21,7 +21,7 @@ CfgNode = Any  # an fvcore CfgNode with the keys of `sniper.config_defaults`
 
 # Norms of the FPN and box head convs (MODEL.FPN.NORM, MODEL.ROI_BOX_HEAD.NORM); the layers are
 # made by `sniper.modeling.norms.head_norm_layer`.
-HEAD_NORMS = ("", "BN")
+HEAD_NORMS = ("", "BN", "SN", "SN_INLN")
 
 
 def parse_scale_list(cfg_value: Sequence[Any]) -> list[Scale]:
@@ -136,10 +136,10 @@ def _validate_model(cfg: CfgNode) -> None:
         "needs 3 values > 0",
     )
     _check(
-        m.BACKBONE.NORM in ("FrozenBN", "BN", "SyncBN", "GN"),
+        m.BACKBONE.NORM in ("FrozenBN", "BN", "SyncBN", "GN", "SN", "SN_INLN"),
         "MODEL.BACKBONE.NORM",
         m.BACKBONE.NORM,
-        "must be FrozenBN, BN, SyncBN or GN",
+        "must be FrozenBN, BN, SyncBN, GN, SN or SN_INLN",
     )
     _check(
         0 <= m.BACKBONE.FREEZE_AT <= 5,
@@ -169,7 +169,7 @@ def _validate_model(cfg: CfgNode) -> None:
         ("MODEL.ROI_BOX_HEAD.NORM", m.ROI_BOX_HEAD.NORM),
         ("MODEL.ROI_MASK_HEAD.NORM", m.ROI_MASK_HEAD.NORM),
     ):
-        _check(value in HEAD_NORMS, key, value, 'must be "" (none) or "BN"')
+        _check(value in HEAD_NORMS, key, value, 'must be "" (none), "BN", "SN" or "SN_INLN"')
     _check(m.RPN.CONV_DEPTH >= 1, "MODEL.RPN.CONV_DEPTH", m.RPN.CONV_DEPTH, "must be >= 1")
     _check(
         m.ROI_BOX_HEAD.NUM_CONV >= 0,

@@ -71,7 +71,7 @@ class FPNBackbone(nn.Module):
         out_channels: channels of every pyramid level.
         min_level: finest level (2 = stride 4 px).
         use_p6: add "p6" (stride 64 px).
-        fpn_norm: norm after each FPN conv, "" (none) or "BN" (`head_norm_layer`).
+        fpn_norm: norm after each FPN conv, "" (none), "BN", "SN" or "SN_INLN" (`head_norm_layer`).
 
     Attributes:
         out_channels (int), level_names (list[str]): all output names, finest first,

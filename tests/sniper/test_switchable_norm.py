@@ -201,3 +201,36 @@ def test_a_backbone_with_sn_keeps_its_frozen_stem_and_runs():
     backbone.train()
     feats = backbone(torch.randn(2, 3, 64, 96))
     assert all(torch.isfinite(f).all() for f in feats.values())
+
+
+def test_importance_logits_have_their_own_decay_and_learning_rate():
+    from sniper.engine.solver import make_sgd
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), SwitchNorm2d(4))
+    opt = make_sgd(model, 0.1, 0.9, 1e-4, 0.0, importance_weight_decay=1e-3, importance_lr_factor=5)
+    groups = [{id(p) for p in g["params"]} for g in opt.param_groups]
+    conv, sn = model
+    assert groups == [
+        {id(conv.weight), id(conv.bias)},
+        {id(sn.weight), id(sn.bias)},
+        {id(sn.mean_weight), id(sn.var_weight)},
+    ]
+    assert [g["weight_decay"] for g in opt.param_groups] == [1e-4, 0.0, 1e-3]
+    assert [g["lr"] for g in opt.param_groups] == [0.1, 0.1, pytest.approx(0.5)]
+
+
+def test_config_accepts_sn_everywhere_and_checks_the_solver_options():
+    from sniper.config import setup_cfg
+
+    cfg = setup_cfg(
+        "",
+        [
+            "MODEL.BACKBONE.NORM", "SN", "MODEL.FPN.NORM", "SN_INLN",
+            "MODEL.ROI_BOX_HEAD.NORM", "SN", "SOLVER.SN_IMPORTANCE_LR_FACTOR", "10",
+        ],
+    )  # fmt: skip
+    assert cfg.MODEL.BACKBONE.NORM == "SN" and cfg.SOLVER.SN_IMPORTANCE_LR_FACTOR == 10
+    with pytest.raises(Exception, match="SN_IMPORTANCE_LR_FACTOR"):
+        setup_cfg("", ["SOLVER.SN_IMPORTANCE_LR_FACTOR", "0"])
+    with pytest.raises(Exception, match="MODEL.BACKBONE.NORM"):
+        setup_cfg("", ["MODEL.BACKBONE.NORM", "IN"])

@@ -117,6 +117,8 @@ def _solver_defaults(_C: CfgNode) -> None:
     _C.SOLVER.BASE_LR = 0.02  # SGD learning rate after warm-up (per IMS_PER_BATCH chips)
     _C.SOLVER.MOMENTUM = 0.9  # SGD momentum (0-1)
     _C.SOLVER.WEIGHT_DECAY = 1e-4  # L2 weight decay (per step, multiplies weights)
+    _C.SOLVER.SN_IMPORTANCE_WEIGHT_DECAY = 0.0  # L2 decay of SN importance logits (NORM "SN")
+    _C.SOLVER.SN_IMPORTANCE_LR_FACTOR = 1.0  # LR of SN importance logits / BASE_LR (factor)
     _C.SOLVER.IMS_PER_BATCH = 16  # chips per batch summed over all GPUs/processes (count)
     _C.SOLVER.MAX_ITER = 40000  # training length (iterations)
     _C.SOLVER.STEPS = (30000,)  # iterations at which the LR is multiplied by GAMMA (iterations)

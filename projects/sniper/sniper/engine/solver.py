@@ -7,8 +7,11 @@ it into a torch `LRScheduler` that is stepped once after every iteration, so its
 (`last_epoch` = next iteration) is saved and restored by the checkpointer.
 
 Weight decay: as detectron2's defaults, parameters of normalization layers (BatchNorm,
-GroupNorm, LayerNorm, ... affine weights and biases) get `weight_decay_norm` (0 by default);
-every other trainable parameter, biases included, gets `weight_decay`.
+GroupNorm, LayerNorm, SwitchNorm2d, ... affine weights and biases) get `weight_decay_norm` (0
+by default); every other trainable parameter, biases included, gets `weight_decay`. The
+importance logits of Switchable Normalization (`SwitchNorm2d.mean_weight` / `var_weight`)
+form a group of their own with SOLVER.SN_IMPORTANCE_WEIGHT_DECAY and a learning rate of
+SOLVER.SN_IMPORTANCE_LR_FACTOR x the base LR (separate options, as in the paper's code).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from fvcore.common.param_scheduler import (
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
+from sniper.modeling.switchable_norm import SwitchNorm2d
+
 __all__ = [
     "AmpSettings",
     "LRMultiplier",
@@ -48,7 +53,9 @@ _NORM_TYPES: tuple[type[nn.Module], ...] = (
     nn.GroupNorm,
     nn.LayerNorm,
     nn.LocalResponseNorm,
+    SwitchNorm2d,
 )
+_SN_IMPORTANCE = ("mean_weight", "var_weight")
 
 
 def _is_norm(module: nn.Module) -> bool:
@@ -65,8 +72,11 @@ def make_sgd(
     momentum: float,
     weight_decay: float,
     weight_decay_norm: float = 0.0,
+    importance_weight_decay: float = 0.0,
+    importance_lr_factor: float = 1.0,
 ) -> torch.optim.SGD:
-    """SGD over the trainable parameters of `model`, in two groups (norm / the rest).
+    """SGD over the trainable parameters of `model`, in up to three groups: the rest, norm
+    affine parameters, and SN importance logits (lr ``base_lr * importance_lr_factor``).
 
     Each parameter appears once even if shared between modules. Groups without parameters
     are left out.
@@ -74,15 +84,24 @@ def make_sgd(
     seen: set[int] = set()
     norm_params: list[nn.Parameter] = []
     other_params: list[nn.Parameter] = []
+    importance: list[nn.Parameter] = []
     for module in model.modules():
-        for param in module.parameters(recurse=False):
+        for name, param in module.named_parameters(recurse=False):
             if not param.requires_grad or id(param) in seen:
                 continue
             seen.add(id(param))
-            (norm_params if _is_norm(module) else other_params).append(param)
+            if isinstance(module, SwitchNorm2d) and name in _SN_IMPORTANCE:
+                importance.append(param)
+            else:
+                (norm_params if _is_norm(module) else other_params).append(param)
     groups = [
         {"params": other_params, "weight_decay": weight_decay},
         {"params": norm_params, "weight_decay": weight_decay_norm},
+        {
+            "params": importance,
+            "weight_decay": importance_weight_decay,
+            "lr": base_lr * importance_lr_factor,
+        },
     ]
     groups = [g for g in groups if g["params"]]
     if not groups:
@@ -91,8 +110,17 @@ def make_sgd(
 
 
 def build_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.SGD:
-    """SGD from SOLVER.BASE_LR / MOMENTUM / WEIGHT_DECAY (no decay on norm parameters)."""
-    return make_sgd(model, cfg.SOLVER.BASE_LR, cfg.SOLVER.MOMENTUM, cfg.SOLVER.WEIGHT_DECAY, 0.0)
+    """SGD from SOLVER.BASE_LR / MOMENTUM / WEIGHT_DECAY (no decay on norm parameters) and
+    SOLVER.SN_IMPORTANCE_WEIGHT_DECAY / SN_IMPORTANCE_LR_FACTOR (module doc)."""
+    return make_sgd(
+        model,
+        cfg.SOLVER.BASE_LR,
+        cfg.SOLVER.MOMENTUM,
+        cfg.SOLVER.WEIGHT_DECAY,
+        0.0,
+        cfg.SOLVER.SN_IMPORTANCE_WEIGHT_DECAY,
+        cfg.SOLVER.SN_IMPORTANCE_LR_FACTOR,
+    )
 
 
 def warmup_multistep_schedule(

@@ -34,6 +34,7 @@ CLI_MODULES = {
     "autofocus.visualize_cli",
     "autofocus.calibrate",
     "autofocus.predict",
+    "sniper.tools.bn_to_sn",
 }
 # Library modules that also have a small `__main__` (importing them is fine).
 LIBRARY_WITH_MAIN = {"sniper.data.visdrone"}

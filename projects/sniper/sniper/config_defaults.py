@@ -138,6 +138,7 @@ def _solver_defaults(_C: CfgNode) -> None:
 
     _C.TEST = CN()  # evaluation schedule
     _C.TEST.EVAL_PERIOD = 0  # evaluate every N training iterations, 0 = only at the end (iters)
+    _C.TEST.SN_BATCH_AVERAGE_ITERS = 0  # SN batch stats: average of N train batches at the end
     _C.TEST.MAX_DETS_PER_IMAGE = 100  # detections per image that COCO AP scores, maxDets (count)
 
 

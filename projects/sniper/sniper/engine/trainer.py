@@ -31,6 +31,8 @@ from torch.nn.parallel import DistributedDataParallel
 from sniper.data.build import build_test_records, build_train_loader
 from sniper.inference import MultiScaleInference
 from sniper.modeling import build_model
+from sniper.modeling.norms import recompute_batch_average
+from sniper.modeling.switchable_norm import SwitchNorm2d
 
 from .checkpoint import Checkpointer, get_rng_state, set_rng_state
 from .checkpoint_files import (
@@ -119,6 +121,7 @@ class SniperTrainer:
         self.iter = 0
         self.max_iter = int(cfg.SOLVER.MAX_ITER)
         self.events: TrainingEvents | None = None
+        self._data_iter: Iterator[Batch] | None = None
         self._pending_rng: dict[str, Any] | None = None
 
     @classmethod
@@ -266,6 +269,7 @@ class SniperTrainer:
         )
         self.model.train()
         data_iter = iter(self.data_loader)
+        self._data_iter = data_iter
         self.iter = self.start_iter - 1  # the last completed iteration
         try:
             for iteration in range(self.start_iter, self.max_iter):
@@ -318,6 +322,7 @@ class SniperTrainer:
         next_iter = self.iter + 1
         period = self.cfg.SOLVER.CHECKPOINT_PERIOD
         if next_iter == self.max_iter:
+            self.sn_batch_average()
             self.save_checkpoint("model_final")
         elif period > 0 and next_iter % period == 0:
             self.save_checkpoint(f"model_{self.iter:07d}")
@@ -326,6 +331,36 @@ class SniperTrainer:
             if self.cfg.DATASETS.TEST:
                 self.evaluate()
                 self.model.train()
+
+    def sn_batch_average(self) -> int:
+        """With TEST.SN_BATCH_AVERAGE_ITERS = N > 0 and SwitchNorm2d layers with a batch
+        branch: set their running statistics to the "batch average" over the next N
+        training batches (forward passes in training mode, no gradient, no optimizer step;
+        per process, as the batch statistics are), before the final checkpoint.
+
+        Returns:
+            The number of batches averaged (0 when off or without such layers).
+        """
+        count = int(self.cfg.TEST.SN_BATCH_AVERAGE_ITERS)
+        if count <= 0 or not any(
+            isinstance(m, SwitchNorm2d) and m.using_bn for m in self.model.modules()
+        ):
+            return 0
+
+        data_iter = self._data_iter if self._data_iter is not None else iter(self.data_loader)
+
+        def batches() -> Iterator[Batch]:
+            for _ in range(count):
+                yield next(data_iter)
+
+        def forward(model: nn.Module, batch: Batch) -> None:
+            images, targets = _to_device(batch, self.device)
+            with torch.autocast(self.amp.device_type, self.amp.dtype, enabled=self.amp.enabled):
+                model(images, targets)
+
+        done = recompute_batch_average(self.model, batches(), forward)
+        logger.info("SN batch statistics: the average of %d training batches", done)
+        return done
 
     def evaluate(self) -> dict[str, Any]:
         """`test` the current model and append the results to the training events."""

@@ -148,3 +148,12 @@ def test_channels_and_dtypes_of_array_levels():
         ArrayWindowSource(grey.astype(np.uint16), name="big.npy").canvas_window((0, 0, 4, 3), 1.0)
     with pytest.raises(ImageSourceError, match="levels grow"):
         ArrayWindowSource([grey, np.zeros((4, 4), np.uint8)])
+
+
+def test_a_source_must_implement_its_reads():
+    from sniper.sources import ImageSource, WindowedSource
+
+    with pytest.raises(TypeError, match="abstract"):
+        ImageSource()
+    with pytest.raises(TypeError, match="read_region"):
+        WindowedSource([(4, 4)], "x")

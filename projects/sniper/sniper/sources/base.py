@@ -14,6 +14,7 @@ covers ``[i, i + 1) x [j, j + 1)``.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -74,7 +75,7 @@ def check_canvas_box(
     return x1, y1, x2, y2
 
 
-class ImageSource:
+class ImageSource(ABC):
     """An image an engine reads by canvas windows (module doc).
 
     Attributes:
@@ -88,13 +89,14 @@ class ImageSource:
     georeference: Georeference | None = None
 
     @property
+    @abstractmethod
     def size(self) -> tuple[int, int]:
         """``(H, W)`` of the full-resolution image (image px)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def read_canvas(self, canvas_box: tuple[int, int, int, int], factor: float) -> np.ndarray:
-        """The window in the source's own channel order (subclasses; arguments checked)."""
-        raise NotImplementedError
+        """The window in the source's own channel order (arguments already checked by
+        ``canvas_window``)."""
 
     def canvas_window(
         self,
@@ -121,7 +123,7 @@ class ImageSource:
             window = window[:, :, ::-1]
         return np.ascontiguousarray(window)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a no-op by default: sources without a file)
         """Release the file (no-op for sources without one)."""
 
     def __enter__(self) -> ImageSource:

@@ -21,6 +21,7 @@ GeoTIFF's overviews, a slide's levels; just level 0 without a pyramid). Subclass
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
@@ -99,10 +100,10 @@ class WindowedSource(ImageSource):
     def size(self) -> tuple[int, int]:
         return self.levels[0]
 
+    @abstractmethod
     def read_region(self, level: int, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
         """uint8 ``(y1 - y0, x1 - x0, 3)``: level px ``[x0, x1) x [y0, y1)`` of ``level``
-        (inside the level), in ``channel_order``. Subclasses implement it."""
-        raise NotImplementedError
+        (inside the level), in ``channel_order``."""
 
     def level_for(self, canvas_size: tuple[int, int]) -> int:
         """The coarsest level at least ``canvas_size`` ``(h, w)`` on both sides."""

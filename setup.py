@@ -34,6 +34,7 @@ ext_modules = [
         sources=[
             "chipping/csrc/sniper_chips.cpp",
             "chipping/csrc/focus_chips.cpp",
+            "chipping/csrc/bindings_plan.cpp",
             "chipping/csrc/bindings.cpp",
         ],
         include_dirs=["chipping/csrc"],

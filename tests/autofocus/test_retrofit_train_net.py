@@ -4,15 +4,14 @@ weights are bit-identical to the SNIPER file's, and bad weights are one error li
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from engine_fakes import SLIM_MODEL_OPTS, restore_loggers, unregister, write_coco_dataset
-from retrofit_fakes import TRAIN_NET_GT, TRAIN_NET_OPTS
+from engine_fakes import SLIM_MODEL_OPTS
+from retrofit_fakes import TRAIN_NET_OPTS, load_train_net, tiny_dataset
 
 from autofocus.config import setup_cfg
 from autofocus.modeling import AutoFocusRCNN, build_autofocus_model
@@ -21,23 +20,11 @@ from sniper.engine.checkpoint_fit import check_fits
 from sniper.engine.defaults import default_argument_parser
 from sniper.modeling import SniperRCNN, build_model
 
-TRAIN_NET = Path(__file__).resolve().parents[2] / "projects" / "autofocus" / "train_net.py"
-
 
 @pytest.fixture()
 def dataset(tmp_path):
-    name = f"af_retro_{tmp_path.name}"
-    write_coco_dataset(tmp_path / "data", name, [(160, 200)] * 3, TRAIN_NET_GT)
-    with restore_loggers():
+    with tiny_dataset(tmp_path / "data", f"af_retro_{tmp_path.name}") as name:
         yield name
-    unregister(name)
-
-
-def _train_net():
-    spec = importlib.util.spec_from_file_location("autofocus_train_net", TRAIN_NET)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _opts(name: str, *extra: str) -> list[str]:
@@ -70,7 +57,7 @@ def _run(name: str, out: Path, weights: str, *extra: str, flags: tuple[str, ...]
         str(out),
         *extra,
     )
-    return _train_net().main(default_argument_parser().parse_args(args))
+    return load_train_net().main(default_argument_parser().parse_args(args))
 
 
 def test_retrofit_trains_the_head_and_writes_the_sniper_detector_unchanged(

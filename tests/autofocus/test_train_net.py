@@ -3,75 +3,22 @@ AutoFocusRCNN, the final cascade evaluation, then `--eval-only` on the checkpoin
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-from engine_fakes import SLIM_MODEL_OPTS, restore_loggers, unregister, write_coco_dataset
+from engine_fakes import SLIM_MODEL_OPTS
+from retrofit_fakes import TRAIN_NET_GT, TRAIN_NET_OPTS, load_train_net, tiny_dataset
 
 from sniper.engine.defaults import default_argument_parser
 
-TRAIN_NET = Path(__file__).resolve().parents[2] / "projects" / "autofocus" / "train_net.py"
-OPTS = [
-    "MODEL.META_ARCHITECTURE",
-    "AutoFocusRCNN",
-    "AUTOFOCUS.HEAD_CHANNELS",
-    "8",
-    "MODEL.NUM_CLASSES",
-    "2",
-    "SNIPER.TRAIN_SCALES",
-    "[1.0]",
-    "SNIPER.VALID_RANGES",
-    "[[-1, -1]]",
-    "SNIPER.NEG_MIN_PROPOSALS",
-    "[1]",
-    "SNIPER.CHIP_SIZE",
-    "96",
-    "DATALOADER.NUM_WORKERS",
-    "0",
-    "SOLVER.IMS_PER_BATCH",
-    "2",
-    "SOLVER.MAX_ITER",
-    "3",
-    "SOLVER.STEPS",
-    "(2,)",
-    "SOLVER.WARMUP_ITERS",
-    "1",
-    "SOLVER.CHECKPOINT_PERIOD",
-    "2",
-    "MODEL.RPN.PRE_NMS_TOPK_TEST",
-    "100",
-    "MODEL.RPN.POST_NMS_TOPK_TEST",  # >= TEST.MAX_DETS_PER_IMAGE
-    "100",
-    "AUTOFOCUS.SCALES",
-    "[[100, 100], 1.0]",
-    "AUTOFOCUS.VALID_RANGES",
-    "[[40, -1], [-1, 40]]",
-    "AUTOFOCUS.THRESHOLDS",
-    "[0.0]",
-    "AUTOFOCUS.DILATIONS",
-    "[1]",
-    "AUTOFOCUS.MIN_SIZES",
-    "[2]",
-]
-GT = {i: [([10 + 7 * i, 12, 30, 24], 0), ([90, 60 + 5 * i, 50, 60], 1)] for i in range(3)}
+OPTS = TRAIN_NET_OPTS
 
 
 @pytest.fixture()
 def dataset(tmp_path):
-    name = f"af_tn_{tmp_path.name}"
-    write_coco_dataset(tmp_path / "data", name, [(160, 200)] * 3, GT)
-    with restore_loggers():
+    with tiny_dataset(tmp_path / "data", f"af_tn_{tmp_path.name}") as name:
         yield name
-    unregister(name)
-
-
-def _train_net():
-    spec = importlib.util.spec_from_file_location("autofocus_train_net", TRAIN_NET)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _opts(name: str, out: Path) -> list[str]:
@@ -88,7 +35,7 @@ def _opts(name: str, out: Path) -> list[str]:
 
 
 def test_train_then_eval_only(dataset, tmp_path) -> None:
-    train_net = _train_net()
+    train_net = load_train_net()
     out = tmp_path / "run"
     results = train_net.main(default_argument_parser().parse_args(_opts(dataset, out)))
     res = results[dataset]

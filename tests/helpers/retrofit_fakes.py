@@ -3,7 +3,14 @@ and a two-chip training batch with FocusPixel boxes (128 x 128 chips, chip px)."
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+
 import torch
+from engine_fakes import restore_loggers, unregister, write_coco_dataset
 
 # a tiny MobileNetV2-FPN AutoFocusRCNN (random ImageNet-free weights, BN in the trunk)
 TINY_MODEL = [
@@ -103,3 +110,23 @@ TRAIN_NET_OPTS = [
 ]
 # per image i of the tiny dataset: ([x, y, w, h], category) in image px
 TRAIN_NET_GT = {i: [([10 + 7 * i, 12, 30, 24], 0), ([90, 60 + 5 * i, 50, 60], 1)] for i in range(3)}
+
+TRAIN_NET = Path(__file__).resolve().parents[2] / "projects" / "autofocus" / "train_net.py"
+
+
+def load_train_net() -> ModuleType:
+    """``projects/autofocus/train_net.py`` as a module (it is a script, not a package)."""
+    spec = importlib.util.spec_from_file_location("autofocus_train_net", TRAIN_NET)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextmanager
+def tiny_dataset(root: Path, name: str) -> Iterator[str]:
+    """Register ``name``: three 160 x 200 images with the boxes of ``TRAIN_NET_GT`` (COCO
+    json under ``root``), loggers restored and the name unregistered afterwards."""
+    write_coco_dataset(root, name, [(160, 200)] * 3, TRAIN_NET_GT)
+    with restore_loggers():
+        yield name
+    unregister(name)

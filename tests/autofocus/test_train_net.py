@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from engine_fakes import SLIM_MODEL_OPTS
-from retrofit_fakes import TRAIN_NET_GT, TRAIN_NET_OPTS, load_train_net, tiny_dataset
+from retrofit_fakes import TRAIN_NET_OPTS, load_train_net, tiny_dataset
 
 from sniper.engine.defaults import default_argument_parser
 

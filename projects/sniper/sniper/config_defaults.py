@@ -120,6 +120,9 @@ def _solver_defaults(_C: CfgNode) -> None:
     _C.SOLVER.SN_IMPORTANCE_WEIGHT_DECAY = 0.0  # L2 decay of SN importance logits (NORM "SN")
     _C.SOLVER.SN_IMPORTANCE_LR_FACTOR = 1.0  # LR of SN importance logits / BASE_LR (factor)
     _C.SOLVER.IMS_PER_BATCH = 16  # chips per batch summed over all GPUs/processes (count)
+    _C.SOLVER.ITER_SIZE = 1  # batches whose gradients are averaged into one SGD step (count)
+    _C.SOLVER.REFERENCE_WORLD_SIZE = 0  # processes IMS_PER_BATCH is for; > 0: adaptive schedule
+    _C.SOLVER.REFERENCE_BATCH_SIZE = 0  # chips/step LR + schedule are for; 0 = IMS_PER_BATCH
     _C.SOLVER.MAX_ITER = 40000  # training length (iterations)
     _C.SOLVER.STEPS = (30000,)  # iterations at which the LR is multiplied by GAMMA (iterations)
     _C.SOLVER.GAMMA = 0.1  # LR decay factor at each step (factor)

@@ -223,6 +223,17 @@ def _validate_solver_input(cfg: CfgNode) -> None:
     )
     sol = cfg.SOLVER
     _check(sol.IMS_PER_BATCH >= 1, "SOLVER.IMS_PER_BATCH", sol.IMS_PER_BATCH, "must be >= 1")
+    _check(sol.ITER_SIZE >= 1, "SOLVER.ITER_SIZE", sol.ITER_SIZE, "must be >= 1")
+    for key in ("REFERENCE_WORLD_SIZE", "REFERENCE_BATCH_SIZE"):
+        _check(sol[key] >= 0, f"SOLVER.{key}", sol[key], "must be >= 0 (0 = off / default)")
+    if sol.REFERENCE_WORLD_SIZE > 0:
+        _check(
+            sol.IMS_PER_BATCH % sol.REFERENCE_WORLD_SIZE == 0,
+            "SOLVER.IMS_PER_BATCH",
+            sol.IMS_PER_BATCH,
+            f"must be divisible by SOLVER.REFERENCE_WORLD_SIZE ({sol.REFERENCE_WORLD_SIZE}): "
+            "it is the batch of that many processes",
+        )
     _check(sol.BASE_LR > 0, "SOLVER.BASE_LR", sol.BASE_LR, "must be > 0")
     _check(list(sol.STEPS) == sorted(sol.STEPS), "SOLVER.STEPS", sol.STEPS, "must be increasing")
     _check(

@@ -28,6 +28,7 @@ from sniper.data.checks import check_job_data_or_exit
 from sniper.data.registration import build_dataset_catalog_or_exit
 from sniper.register_args import add_register_coco_argument, register_coco_opts
 
+from .batch_scaling import scale_schedule
 from .checkpoint import atomic_write, load_eval_weights
 from .checkpoint_files import check_previous_run, checkpoint_errors_exit
 from .events import append_metrics, flatten_results
@@ -219,7 +220,10 @@ def run_train_net(
     apply_register_coco(args, load_config)
     cfg = load_config(args.config_file, args.opts)
     build_dataset_catalog_or_exit(cfg)
+    cfg, scaling = scale_schedule(cfg, get_world_size())
     default_setup(cfg, args)
+    if scaling is not None:
+        logging.getLogger(__name__).info(scaling.describe())
     if args.eval_only:
         model = trainer_cls.build_model(cfg)
         with checkpoint_errors_exit():

@@ -6,9 +6,9 @@ trailing `KEY VALUE` pairs override the config of all of them):
 
 1. `SniperRPN` (`MODEL.META_ARCHITECTURE "SniperRPN"`, `rpn_stage_config`) trained on positive
    chips for `SNIPER.NEG_RPN_EPOCHS` epochs (iterations = epochs x chips of epoch 0 /
-   SOLVER.IMS_PER_BATCH; SOLVER.STEPS scaled by the same ratio to SOLVER.MAX_ITER) in
-   OUTPUT_DIR/rpn (`train_rpn`). Skipped when rpn/model_final.pth exists or `--skip-rpn
-   WEIGHTS` gives the RPN.
+   (SOLVER.IMS_PER_BATCH x SOLVER.ITER_SIZE); SOLVER.STEPS scaled by the same ratio to
+   SOLVER.MAX_ITER) in OUTPUT_DIR/rpn (`train_rpn`). Skipped when rpn/model_final.pth
+   exists or `--skip-rpn WEIGHTS` gives the RPN.
 2. Its proposals on the training images at SNIPER.TEST_SCALES -> OUTPUT_DIR/proposals.npz
    (`mine_proposals`). Skipped when that file exists. `--proposals-only` stops here.
 3. The detector of the config (MODEL.META_ARCHITECTURE) with `SNIPER.PROPOSALS_FILE` = that
@@ -39,6 +39,7 @@ from sniper.data.registration import build_dataset_catalog_or_exit
 from sniper.modeling import SniperRPN, build_model
 from sniper.modeling.state_dict import load_model_weights
 
+from .batch_scaling import scale_schedule
 from .checkpoint_files import checkpoint_errors_exit
 from .defaults import (
     apply_register_coco,
@@ -47,7 +48,7 @@ from .defaults import (
     rendezvous_timeout,
     setup_logger,
 )
-from .launch import all_gather, get_rank, launch, synchronize
+from .launch import all_gather, get_rank, get_world_size, launch, synchronize
 from .preflight import preflight
 from .proposals import write_proposals_file
 from .trainer import SniperTrainer
@@ -102,7 +103,10 @@ def rpn_stage_config(cfg: CfgNode, chips_per_epoch: int) -> CfgNode:
     has no classes to score) and no mask branch (MODEL.MASK_ON off: proposals need no masks).
     """
     s = cfg.SOLVER
-    iters = rpn_iterations(cfg.SNIPER.NEG_RPN_EPOCHS, chips_per_epoch, s.IMS_PER_BATCH)
+    # One iteration is one SGD step of IMS_PER_BATCH x ITER_SIZE chips.
+    iters = rpn_iterations(
+        cfg.SNIPER.NEG_RPN_EPOCHS, chips_per_epoch, s.IMS_PER_BATCH * s.ITER_SIZE
+    )
     ratio = iters / max(int(s.MAX_ITER), 1)
     steps = sorted({max(1, round(x * ratio)) for x in s.STEPS if x < s.MAX_ITER})
     out = cfg.clone()
@@ -185,8 +189,11 @@ def run_negative_mining(args: argparse.Namespace) -> Any:
     cfg = load_config_or_exit(args.config_file, args.opts)
     check_args(cfg, args)
     build_dataset_catalog_or_exit(cfg)
+    cfg, scaling = scale_schedule(cfg, get_world_size())
     out_dir = cfg.OUTPUT_DIR
     setup_logger(out_dir, rank=get_rank())
+    if scaling is not None:
+        logger.info(scaling.describe())
     rpn_final = os.path.join(out_dir, RPN_DIR, "model_final.pth")
     proposals = os.path.join(out_dir, PROPOSALS_NAME)
     # Rank 0 decides, so that no rank sees a file another rank has just written.

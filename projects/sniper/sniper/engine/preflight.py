@@ -102,7 +102,8 @@ def check_launch(
     cfg: Any, num_gpus: int, num_machines: int, machine_rank: int, dist_url: str
 ) -> int:
     """The launch flags (or the torchrun / srun environment) give a possible job, and
-    SOLVER.IMS_PER_BATCH divides among its processes.
+    SOLVER.IMS_PER_BATCH divides among its processes (unless the adaptive schedule,
+    SOLVER.REFERENCE_WORLD_SIZE > 0, sets it from the number of processes).
 
     Returns:
         The number of processes of the job.
@@ -136,7 +137,9 @@ def check_launch(
                 )
         source = f"--num-gpus {num_gpus} x --num-machines {num_machines}"
     batch = int(cfg.SOLVER.IMS_PER_BATCH)
-    if batch % world:
+    # With the adaptive schedule every process keeps IMS_PER_BATCH / REFERENCE_WORLD_SIZE
+    # chips (sniper.engine.batch_scaling): the scaled batch always divides.
+    if cfg.SOLVER.REFERENCE_WORLD_SIZE <= 0 and batch % world:
         raise ConfigError(
             f"config key SOLVER.IMS_PER_BATCH = {batch}: must be divisible by the number of "
             f"processes ({source} = {world})",

@@ -4,8 +4,11 @@
 overridable classmethods `build_model`, `build_optimizer`, `build_lr_scheduler`,
 `build_train_loader` (and `build_test_records` / `build_evaluator` for `test`), wraps the
 model in DistributedDataParallel when the job has several processes, and `train()` runs
-SOLVER.MAX_ITER iterations of: next batch -> forward under autocast -> loss check ->
-backward (GradScaler for float16) -> optional gradient clipping -> SGD step -> LR step.
+SOLVER.MAX_ITER iterations of: SOLVER.ITER_SIZE times (next batch -> forward under
+autocast -> backward of loss / ITER_SIZE, GradScaler for float16; DDP synchronizes the
+gradients on the last one only) -> loss check -> optional gradient clipping -> SGD step ->
+LR step. An iteration is one SGD step: MAX_ITER, STEPS and the periods count steps, and a
+checkpoint always falls between two accumulations (resuming redoes a cut one whole).
 
 After every iteration it records the losses (`TrainingEvents`: metrics.json, TensorBoard,
 progress bar), saves `model_<iter:07d>.pth` every SOLVER.CHECKPOINT_PERIOD iterations and
@@ -16,6 +19,7 @@ evaluates every TEST.EVAL_PERIOD iterations and after training (DATASETS.TEST).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -281,23 +285,39 @@ class SniperTrainer:
             self.events.close()
 
     def run_step(self, data_iter: Iterator[Batch]) -> None:
-        """One iteration on the next batch (module doc)."""
+        """One iteration: SOLVER.ITER_SIZE batches, forward and backward each with its loss
+        divided by ITER_SIZE (the gradients add up to their mean; under DDP they are
+        synchronized on the last batch only), then one optimizer step (module doc). The
+        logged losses are the means over the batches."""
         start = time.perf_counter()
-        batch = next(data_iter)
-        if self._pending_rng is not None:
-            set_rng_state(self._pending_rng)
-            self._pending_rng = None
-        data_time = time.perf_counter() - start
-        images, targets = _to_device(batch, self.device)
-        with torch.autocast(self.amp.device_type, self.amp.dtype, enabled=self.amp.enabled):
-            loss_dict = self.model(images, targets)
-        names = sorted(loss_dict)
-        total = sum(loss_dict[k].float() for k in names)
-        local = torch.stack([loss_dict[k].detach().float() for k in names]).tolist()
-        losses = reduce_dict(dict(zip(names, local, strict=True)))
-        check_losses(losses, self.iter)
+        iter_size = int(self.cfg.SOLVER.ITER_SIZE)
+        data_time = 0.0
+        chips = 0
+        names: list[str] = []
+        sums: list[float] = []
         self.optimizer.zero_grad(set_to_none=True)
-        self.grad_scaler.scale(total).backward()
+        for k in range(iter_size):
+            fetch = time.perf_counter()
+            batch = next(data_iter)
+            if self._pending_rng is not None:
+                set_rng_state(self._pending_rng)
+                self._pending_rng = None
+            data_time += time.perf_counter() - fetch
+            chips += len(batch)
+            images, targets = _to_device(batch, self.device)
+            with self._gradient_sync(last=k == iter_size - 1):
+                with torch.autocast(self.amp.device_type, self.amp.dtype, enabled=self.amp.enabled):
+                    loss_dict = self.model(images, targets)
+                names = sorted(loss_dict)
+                total = sum(loss_dict[n].float() for n in names)
+                local = torch.stack([loss_dict[n].detach().float() for n in names]).tolist()
+                sums = local if k == 0 else [a + b for a, b in zip(sums, local, strict=True)]
+                self.grad_scaler.scale(total / iter_size).backward()
+        # Non-finite losses are reported below on every rank (after the collective), before
+        # any step: their gradients are never applied.
+        means = [v / iter_size for v in sums]
+        losses = reduce_dict(dict(zip(names, means, strict=True)))
+        check_losses(losses, self.iter)
         clip = self.cfg.SOLVER.CLIP_GRADIENTS
         if clip.ENABLED:
             self.grad_scaler.unscale_(self.optimizer)
@@ -314,8 +334,15 @@ class SniperTrainer:
             lr,
             data_time,
             time.perf_counter() - start,
-            chips=len(batch) * get_world_size(),
+            chips=chips * get_world_size(),
         )
+
+    def _gradient_sync(self, last: bool) -> contextlib.AbstractContextManager:
+        """DDP's ``no_sync()`` for the batches before the last of an accumulation (their
+        gradients stay local), a null context otherwise."""
+        if not last and isinstance(self.model, DistributedDataParallel):
+            return self.model.no_sync()
+        return contextlib.nullcontext()
 
     def after_step(self) -> None:
         """Periodic checkpoint, final checkpoint, periodic evaluation."""

@@ -108,6 +108,8 @@ def _data_defaults(_C: CfgNode) -> None:
 
     _C.DATALOADER = CN()  # data loading
     _C.DATALOADER.NUM_WORKERS = 2  # worker processes per data loader (count)
+    _C.DATALOADER.SAMPLER_TRAIN = "ChipSampler"  # "ChipSampler" (SNIPER) | "WholeImageSampler"
+    _C.DATALOADER.ASPECT_RATIO_GROUPING = True  # whole images: landscape/portrait batches (bool)
 
 
 def _solver_defaults(_C: CfgNode) -> None:

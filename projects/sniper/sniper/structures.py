@@ -42,6 +42,9 @@ class ChipSpec:
         segmentations: the masks of ``boxes``, row by row, in image px and compact form
             (polygons, RLE dict or None each; `sniper.data.chip_masks`), or None when the
             record has no ``segmentations``.
+        pad_size: ``(height, width)`` of the padded sample (chip px), or None for the square
+            ``(chip_size, chip_size)``; whole-image samples are not squared
+            (`sniper.data.whole_image_sampler`).
     """
 
     image_index: int
@@ -59,6 +62,14 @@ class ChipSpec:
     flip: bool = False
     chip_id: int = 0
     segmentations: tuple | None = field(default=None, repr=False)
+    pad_size: tuple[int, int] | None = None
+
+    @property
+    def padded_shape(self) -> tuple[int, int]:
+        """``(height, width)`` of the sample the mapper makes (chip px)."""
+        if self.pad_size is None:
+            return (int(self.chip_size), int(self.chip_size))
+        return (int(self.pad_size[0]), int(self.pad_size[1]))
 
     @property
     def width(self) -> int:

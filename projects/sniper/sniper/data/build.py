@@ -9,26 +9,34 @@ each image of its batch once). ``state_dict()`` gives ``{"epoch", "batch_in_epoc
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
-import torch.distributed as dist
+from fvcore.common.registry import Registry
 from torch.utils.data import DataLoader, Dataset
 
 from sniper.data.catalog import DatasetCatalog
 from sniper.data.chip_mapper import ChipMapper
 from sniper.data.chip_sampler import ChipSampler
-from sniper.data.proposals import load_proposals
 from sniper.data.registration import register_builtin_datasets, register_coco_entries
+from sniper.data.seeding import resolve_seed
+from sniper.data.whole_image_sampler import WholeImageSampler
 from sniper.structures import ChipSpec
 
 logger = logging.getLogger("sniper.data")
+
+SAMPLER_REGISTRY = Registry("SAMPLER")
+SAMPLER_REGISTRY.__doc__ = (
+    "Training samplers by DATALOADER.SAMPLER_TRAIN: classes with from_config(cfg, records)."
+)
+SAMPLER_REGISTRY.register(ChipSampler)
+SAMPLER_REGISTRY.register(WholeImageSampler)
 
 
 __all__ = [
     "TrainChipLoader",
     "build_chip_mapper",
+    "SAMPLER_REGISTRY",
     "build_chip_sampler",
     "build_test_records",
     "build_train_loader",
@@ -207,43 +215,12 @@ def no_usable_images_message(bad_files: dict[str, str], epoch: int, first: int =
     )
 
 
-def resolve_seed(seed: int) -> int:
-    """``seed`` if it is >= 0; else a random seed, the same on every rank, logged.
-
-    The draw is made on rank 0 and broadcast when a process group is initialized, so that all
-    ranks plan the same chips (every rank must then call this, as every rank builds its
-    loader). As in detectron2, a negative seed makes the run non-reproducible: ``--resume``
-    continues with newly drawn chips.
-    """
-    seed = int(seed)
-    if seed >= 0:
-        return seed
-    drawn = [int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF]
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.broadcast_object_list(drawn, src=0)
-    logger.info("SEED %d < 0: chips are planned with the random seed %d", seed, drawn[0])
-    return drawn[0]
-
-
 def build_chip_sampler(cfg, records: list[dict]) -> ChipSampler:
-    """The ``ChipSampler`` of ``cfg.SNIPER`` over ``records``, seeded with ``cfg.SEED``
-    (negative: a random seed shared by all ranks, see ``resolve_seed``)."""
-    s = cfg.SNIPER
-    proposals = load_proposals(s.PROPOSALS_FILE, records) if s.PROPOSALS_FILE else None
-    return ChipSampler(
-        records,
-        list(s.TRAIN_SCALES),
-        [list(r) for r in s.VALID_RANGES],
-        s.CHIP_SIZE,
-        s.CHIP_STRIDE,
-        jitter=s.STRIDE_JITTER,
-        min_box_size=s.MIN_BOX_SIZE,
-        proposals=proposals,
-        neg_per_image=s.NEG_CHIPS_PER_IMAGE,
-        neg_min_proposals=list(s.NEG_MIN_PROPOSALS),
-        flip=cfg.INPUT.RANDOM_FLIP == "horizontal",
-        seed=resolve_seed(cfg.SEED),
-    )
+    """The training sampler named by DATALOADER.SAMPLER_TRAIN (`SAMPLER_REGISTRY`: SNIPER's
+    "ChipSampler" or "WholeImageSampler") over ``records``, from its ``from_config(cfg,
+    records)``, seeded with ``cfg.SEED`` (negative: a random seed shared by all ranks, see
+    ``resolve_seed``)."""
+    return SAMPLER_REGISTRY.get(cfg.DATALOADER.SAMPLER_TRAIN).from_config(cfg, records)
 
 
 def pad_value(cfg) -> list[float]:

@@ -2,9 +2,9 @@
 
 A chip is cut with the project's one resize rule (``sniper.image_ops.cut_chip``), then flipped
 if its spec says so (image, valid boxes and ignore boxes together) and padded at the
-right/bottom to ``chip_size`` with ``pad_value``. With ``with_masks`` the masks of the chip's
-valid boxes are made by the one mask rule (`sniper.data.chip_masks.chip_masks`: the box map,
-then the same flip) and padded with zeros.
+right/bottom to ``chip_size`` (``ChipSpec.padded_shape``) with ``pad_value``. With
+``with_masks`` the masks of the chip's valid boxes are made by the one mask rule
+(`sniper.data.chip_masks.chip_masks`: the box map, then the same flip) and padded with zeros.
 """
 
 from __future__ import annotations
@@ -34,11 +34,12 @@ class ChipMapper:
             ``segmentations``, i.e. the records must have them); off by default, so that
             box-only training pays nothing.
 
-    Output per chip: image uint8 tensor ``(3, chip_size, chip_size)``; target dict with
+    Output per chip (``(H, W) = spec.padded_shape``, ``(chip_size, chip_size)`` for SNIPER
+    chips): image uint8 tensor ``(3, H, W)``; target dict with
     ``boxes`` float32 ``(V, 4)`` and ``ignore_boxes`` float32 ``(G, 4)`` in chip px,
     ``labels`` int64 ``(V,)`` in 1..C (0 is background), ``valid_range`` float32 ``(2,)`` in
     chip px, ``image_index``, ``scale_index``; with ``with_masks`` also ``masks`` uint8
-    ``(V, chip_size, chip_size)`` in chip px, row ``i`` the mask of ``boxes[i]`` (ignore
+    ``(V, H, W)`` in chip px, row ``i`` the mask of ``boxes[i]`` (ignore
     boxes get none; a box without a mask gets zeros).
     """
 
@@ -68,8 +69,8 @@ class ChipMapper:
         if spec.flip:
             chip = np.ascontiguousarray(chip[:, ::-1])
             boxes, ignore = flip_boxes(boxes, spec.width), flip_boxes(ignore, spec.width)
-        k = spec.chip_size
-        out = np.empty((k, k, 3), np.uint8)
+        h, w = spec.padded_shape
+        out = np.empty((h, w, 3), np.uint8)
         out[:] = self.pad_value.astype(np.uint8)
         out[: chip.shape[0], : chip.shape[1]] = chip
         target = {
@@ -86,7 +87,8 @@ class ChipMapper:
 
     @staticmethod
     def _masks(spec: ChipSpec) -> np.ndarray:
-        """uint8 ``(V, chip_size, chip_size)`` masks of the spec's valid boxes, zero-padded."""
+        """uint8 ``(V, H, W)`` masks of the spec's valid boxes, zero-padded to
+        ``spec.padded_shape``."""
         if spec.segmentations is None:
             raise ValueError(
                 f"{spec.file_name}: masks were asked for (with_masks=True) but the record has "
@@ -100,8 +102,8 @@ class ChipMapper:
         masks = chip_masks(
             spec.segmentations, spec.canvas_box, spec.factor, spec.image_size, spec.flip
         )
-        k = spec.chip_size
-        out = np.zeros((len(masks), k, k), np.uint8)
+        h, w = spec.padded_shape
+        out = np.zeros((len(masks), h, w), np.uint8)
         out[:, : masks.shape[1], : masks.shape[2]] = masks
         return out
 

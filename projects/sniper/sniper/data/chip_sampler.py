@@ -23,6 +23,9 @@ from chipping import (
 from chipping.scales import image_seed
 from sniper.structures import ChipSpec
 
+from .proposals import load_proposals
+from .seeding import resolve_seed
+
 logger = logging.getLogger("sniper.data")
 
 
@@ -115,6 +118,28 @@ class ChipSampler:
             self.proposals = self._flatten(
                 [np.asarray(p, np.float32).reshape(-1, 4) for p in proposals]
             )
+
+    @classmethod
+    def from_config(cls, cfg, records: Sequence[dict]) -> ChipSampler:
+        """The sampler of ``cfg.SNIPER`` (scales, ranges, chip grid, negatives from
+        SNIPER.PROPOSALS_FILE) and INPUT.RANDOM_FLIP over ``records``, seeded with
+        ``resolve_seed(cfg.SEED)``."""
+        s = cfg.SNIPER
+        proposals = load_proposals(s.PROPOSALS_FILE, records) if s.PROPOSALS_FILE else None
+        return cls(
+            records,
+            list(s.TRAIN_SCALES),
+            [list(r) for r in s.VALID_RANGES],
+            s.CHIP_SIZE,
+            s.CHIP_STRIDE,
+            jitter=s.STRIDE_JITTER,
+            min_box_size=s.MIN_BOX_SIZE,
+            proposals=proposals,
+            neg_per_image=s.NEG_CHIPS_PER_IMAGE,
+            neg_min_proposals=list(s.NEG_MIN_PROPOSALS),
+            flip=cfg.INPUT.RANDOM_FLIP == "horizontal",
+            seed=resolve_seed(cfg.SEED),
+        )
 
     @staticmethod
     def _flatten(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -222,7 +247,8 @@ class ChipSampler:
         """This rank's batches of ``epoch``.
 
         Images come in a random order with each image's chips together (shuffled); the
-        sequence is cut into batches of ``chips_per_batch``, and batch ``j`` goes to rank
+        sequence is cut into batches of ``chips_per_batch`` (`cut_batches`; ``drop_last``
+        drops the shorter ones), and batch ``j`` goes to rank
         ``j % world_size``. Every rank gets the same number of batches: the last ranks
         repeat batches from the start of the epoch when the count does not divide.
         """
@@ -240,11 +266,22 @@ class ChipSampler:
         for i in rng.permutation(len(self.records)):
             own = by_image.get(int(i), [])
             order += [own[j] for j in rng.permutation(len(own))]
-        batches = [order[k : k + chips_per_batch] for k in range(0, len(order), chips_per_batch)]
-        if drop_last and batches and len(batches[-1]) < chips_per_batch:
-            batches.pop()
-        if not batches:
-            return []
-        per_rank = -(-len(batches) // world_size)
-        padded = [batches[j % len(batches)] for j in range(per_rank * world_size)]
-        return padded[rank::world_size]
+        batches = self.cut_batches(order, chips_per_batch)
+        if drop_last:
+            batches = [b for b in batches if len(b) == chips_per_batch]
+        return deal_batches(batches, rank, world_size)
+
+    def cut_batches(self, order: list[ChipSpec], chips_per_batch: int) -> list[list[ChipSpec]]:
+        """The epoch's chips in ``order`` cut into consecutive batches of ``chips_per_batch``
+        (the last one may be shorter); subclasses group them otherwise."""
+        return [order[k : k + chips_per_batch] for k in range(0, len(order), chips_per_batch)]
+
+
+def deal_batches(batches: list[list[ChipSpec]], rank: int, world_size: int) -> list[list]:
+    """Batch ``j`` to rank ``j % world_size``; every rank gets the same number of batches
+    (the last ranks repeat batches from the start when the count does not divide)."""
+    if not batches:
+        return []
+    per_rank = -(-len(batches) // world_size)
+    padded = [batches[j % len(batches)] for j in range(per_rank * world_size)]
+    return padded[rank::world_size]

@@ -22,6 +22,7 @@ import torch
 
 from sniper.cli_errors import ConfigError
 from sniper.config_ranges import DEVICE_PATTERN
+from sniper.data.build import SAMPLER_REGISTRY
 from sniper.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY
 
 from .dist_env import from_environ
@@ -34,7 +35,8 @@ def _names(registry: Any) -> list[str]:
 
 
 def check_model_names(cfg: Any) -> None:
-    """MODEL.META_ARCHITECTURE and MODEL.BACKBONE.NAME name registered classes.
+    """MODEL.META_ARCHITECTURE, MODEL.BACKBONE.NAME and DATALOADER.SAMPLER_TRAIN name
+    registered classes.
 
     Raises:
         ConfigError: ``config key MODEL.BACKBONE.NAME = 'x': unknown backbone; known: ...``.
@@ -42,6 +44,7 @@ def check_model_names(cfg: Any) -> None:
     for key, value, registry, what in (
         ("MODEL.META_ARCHITECTURE", cfg.MODEL.META_ARCHITECTURE, META_ARCH_REGISTRY, "detector"),
         ("MODEL.BACKBONE.NAME", cfg.MODEL.BACKBONE.NAME, BACKBONE_REGISTRY, "backbone"),
+        ("DATALOADER.SAMPLER_TRAIN", cfg.DATALOADER.SAMPLER_TRAIN, SAMPLER_REGISTRY, "sampler"),
     ):
         if value not in registry:
             raise ConfigError(

@@ -186,6 +186,27 @@ def test_gradients_reach_the_importance_weights():
     assert sn.mean_weight.grad.abs().sum() > 0 and sn.var_weight.grad.abs().sum() > 0
 
 
+def test_one_sample_makes_the_batch_branch_the_instance_branch():
+    """With N = 1 the batch statistics are the instance statistics: the IN and BN importance
+    logits get the same gradient (bench_norms' SN runs at 1 chip keep them equal); with
+    N = 2 they differ."""
+    torch.manual_seed(0)
+    for n, equal in ((1, True), (2, False)):
+        sn = SwitchNorm2d(6)
+        with torch.no_grad():
+            sn.mean_weight.copy_(torch.tensor([0.3, -0.2, 0.5]))
+            sn.var_weight.copy_(torch.tensor([-0.1, 0.4, 0.2]))
+        x = torch.randn(n, 6, 5, 7) * 3 + 1
+        (sn(x) * torch.randn(n, 6, 5, 7)).sum().backward()
+        for w in (sn.mean_weight, sn.var_weight):
+            g = w.grad
+            # softmax couples the logits: equal branch statistics give dL/dz_k = p_k * c
+            # with the same c for IN and BN, so the gradients divided by p are equal
+            p = torch.softmax(w.detach(), 0)
+            ratio_in, ratio_bn = g[0] / p[0], g[2] / p[2]
+            assert torch.isclose(ratio_in, ratio_bn, rtol=1e-4, atol=1e-6) == equal, (n, g)
+
+
 def test_a_backbone_with_sn_keeps_its_frozen_stem_and_runs():
     from sniper.modeling.backbone import BACKBONE_REGISTRY
 

@@ -32,6 +32,30 @@ SLIM_MODEL_OPTS = [
 ]
 
 
+# One scale, every box valid, 96 px chips on a stride of 32, no loader workers: the chip
+# settings of the tests that train on tiny COCO-json datasets.
+ONE_SCALE_CHIP_OPTS = [
+    "SNIPER.TRAIN_SCALES",
+    "[1.0]",
+    "SNIPER.VALID_RANGES",
+    "[[-1, -1]]",
+    "SNIPER.NEG_MIN_PROPOSALS",
+    "[1]",
+    "SNIPER.CHIP_SIZE",
+    "96",
+    "SNIPER.CHIP_STRIDE",
+    "32",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+]
+
+# Boxes ([x, y, w, h], category) of four 160 x 200 images for `write_coco_dataset`.
+FOUR_IMAGE_GT = {
+    i: [([10 + 7 * i, 12, 30, 24], 0), ([90, 60 + 5 * i, 50, 60], 1), ([20, 100, 12, 14], 1)]
+    for i in range(4)
+}
+
+
 def make_cfg(output_dir: Any, *opts: Any) -> Any:
     """A frozen config writing to `output_dir`, with short schedules and `opts` on top."""
     base = [

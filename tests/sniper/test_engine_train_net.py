@@ -15,7 +15,14 @@ import sys
 
 import pytest
 import torch
-from engine_fakes import SLIM_MODEL_OPTS, restore_loggers, unregister, write_coco_dataset
+from engine_fakes import (
+    FOUR_IMAGE_GT,
+    ONE_SCALE_CHIP_OPTS,
+    SLIM_MODEL_OPTS,
+    restore_loggers,
+    unregister,
+    write_coco_dataset,
+)
 
 from sniper.engine.defaults import default_argument_parser, seed_all_rng
 from sniper.engine.trainer import SniperTrainer
@@ -27,18 +34,7 @@ TRAIN_NET = os.path.join(
     "train_net.py",
 )
 CHIP_OPTS = [
-    "SNIPER.TRAIN_SCALES",
-    "[1.0]",
-    "SNIPER.VALID_RANGES",
-    "[[-1, -1]]",
-    "SNIPER.NEG_MIN_PROPOSALS",
-    "[1]",
-    "SNIPER.CHIP_SIZE",
-    "96",
-    "SNIPER.CHIP_STRIDE",
-    "32",
-    "DATALOADER.NUM_WORKERS",
-    "0",
+    *ONE_SCALE_CHIP_OPTS,
     "SOLVER.IMS_PER_BATCH",
     "2",
     "SOLVER.MAX_ITER",
@@ -54,10 +50,7 @@ CHIP_OPTS = [
     "MODEL.RPN.POST_NMS_TOPK_TEST",  # >= TEST.MAX_DETS_PER_IMAGE
     "100",
 ]
-GT = {
-    i: [([10 + 7 * i, 12, 30, 24], 0), ([90, 60 + 5 * i, 50, 60], 1), ([20, 100, 12, 14], 1)]
-    for i in range(4)
-}
+GT = FOUR_IMAGE_GT
 
 
 @pytest.fixture()

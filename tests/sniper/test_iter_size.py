@@ -17,7 +17,14 @@ import textwrap
 
 import pytest
 import torch
-from engine_fakes import SLIM_MODEL_OPTS, restore_loggers, unregister, write_coco_dataset
+from engine_fakes import (
+    FOUR_IMAGE_GT,
+    ONE_SCALE_CHIP_OPTS,
+    SLIM_MODEL_OPTS,
+    restore_loggers,
+    unregister,
+    write_coco_dataset,
+)
 from torchvision.models.detection import _utils as det_utils
 
 from sniper.cli_errors import ConfigError
@@ -28,10 +35,7 @@ from sniper.engine.preflight import check_launch
 from sniper.engine.trainer import SniperTrainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-GT = {
-    i: [([10 + 7 * i, 12, 30, 24], 0), ([90, 60 + 5 * i, 50, 60], 1), ([20, 100, 12, 14], 1)]
-    for i in range(4)
-}
+GT = FOUR_IMAGE_GT
 FIRST_SAMPLES = textwrap.dedent("""
     def first_samples(self, matched_idxs):
         # BalancedPositiveNegativeSampler without randomness: the first candidates.
@@ -61,18 +65,7 @@ def _opts(name: str, out, *extra) -> list[str]:
         "2",
         "MODEL.BACKBONE.NORM",
         "FrozenBN",
-        "SNIPER.TRAIN_SCALES",
-        "[1.0]",
-        "SNIPER.VALID_RANGES",
-        "[[-1, -1]]",
-        "SNIPER.NEG_MIN_PROPOSALS",
-        "[1]",
-        "SNIPER.CHIP_SIZE",
-        "96",
-        "SNIPER.CHIP_STRIDE",
-        "32",
-        "DATALOADER.NUM_WORKERS",
-        "0",
+        *ONE_SCALE_CHIP_OPTS,
         "SOLVER.WARMUP_ITERS",
         "1",
         "SOLVER.CHECKPOINT_PERIOD",

@@ -114,8 +114,8 @@ def _put_affine(
     module: nn.Module,
     own: dict[str, Tensor],
 ) -> None:
-    """weight (scale) or bias of the norm `module` at prefix `target.key`, plus its
-    statistics running_mean = 0, running_var = 1 - eps when it has them."""
+    """weight (scale) or bias of the norm `module` at prefix `target.key`; with the scale,
+    its statistics running_mean = 0, running_var = 1 - eps when it has them."""
     leaf = "weight" if target.kind == AFFINE_SCALE else "bias"
     key = f"{target.key}.{leaf}"
     if isinstance(module, nn.GroupNorm) or key not in own:
@@ -126,7 +126,7 @@ def _put_affine(
         return
     out.put(key, _tensor(array, own[key]), blob)
     mean_key, var_key = f"{target.key}.running_mean", f"{target.key}.running_var"
-    if mean_key in own and var_key in own:
+    if target.kind == AFFINE_SCALE and mean_key in own and var_key in own:
         eps = float(getattr(module, "eps", 1e-5))
         var = torch.full_like(own[var_key], 1.0 - eps)
         if not bool(((var + eps) == 1).all()):

@@ -217,7 +217,7 @@ def _load_detectron_trunk(model: nn.Module, arch: str, source: str) -> tuple[lis
     if not converted.state:
         raise ValueError(f"{what} {source!r} has no ResNet trunk blob (conv1_w, res2_0_...)")
     result = model.load_state_dict(converted.state, strict=False)
-    missing = [k for k in result.missing_keys if not k.endswith(".num_batches_tracked")]
+    missing = sorted(k for k in result.missing_keys if not k.endswith(".num_batches_tracked"))
     logger.info(
         "backbone %s: loaded %d tensors from %d Detectron blobs of %s (conv1 BGR -> RGB); "
         "%d missing keys (%s); %d unused blobs (%s); %d _momentum blobs dropped",

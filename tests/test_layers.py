@@ -188,6 +188,7 @@ def test_config_modules_import_no_torch() -> None:
         "sniper.cli_errors",
         "sniper.config",
         "sniper.config_defaults",
+        "sniper.config_detectron",
         "sniper.config_files",
         "sniper.config_ranges",
         "sniper.config_types",

@@ -33,7 +33,7 @@ def _model_defaults(_C: CfgNode) -> None:
     _C.MODEL = CN()  # the detector
     _C.MODEL.META_ARCHITECTURE = "SniperRCNN"  # META_ARCH_REGISTRY name; "SniperRPN" = no RoI heads
     _C.MODEL.DEVICE = "cpu"  # torch device the model runs on ("cpu", "cuda", "cuda:N")
-    _C.MODEL.WEIGHTS = ""  # detector weights: path | "torchvision://<weights name>" | "" = none
+    _C.MODEL.WEIGHTS = ""  # detector: .pth / Detectron .pkl | "torchvision://<weights>" | ""
     _C.MODEL.NUM_CLASSES = 80  # number of object classes, background excluded (count)
     _C.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]  # per-channel mean, RGB order (0-255 scale)
     _C.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]  # per-channel std, RGB order (0-255 scale)
@@ -44,7 +44,8 @@ def _model_defaults(_C: CfgNode) -> None:
     _C.MODEL.BACKBONE.NAME = "resnet50_fpn"  # BACKBONE_REGISTRY name: mobilenet_v2_fpn, resnetN_fpn
     _C.MODEL.BACKBONE.NORM = "BN"  # trunk norm: FrozenBN | BN (per GPU) | SyncBN | GN | SN[_INLN]
     _C.MODEL.BACKBONE.FREEZE_AT = 1  # stages frozen: 0 none, 1 stem, 2 stem+res2, ... (count)
-    _C.MODEL.BACKBONE.WEIGHTS = ""  # ImageNet weights: path | "torchvision" | "offline" | "" random
+    _C.MODEL.BACKBONE.WEIGHTS = ""  # ImageNet: .pth/Detectron .pkl|torchvision|offline|"" random
+    _C.MODEL.BACKBONE.STRIDE_IN_1X1 = False  # res3-5 stride in the 1x1 conv (MSRA/Detectron) (bool)
 
     _C.MODEL.FPN = CN()  # feature pyramid
     _C.MODEL.FPN.OUT_CHANNELS = 256  # channels of every pyramid level (count)

@@ -7,14 +7,18 @@ config accepts exactly what the planner and the inference engines accept. Import
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from chipping.scales import parse_ranges, scale_specs
 from sniper.cli_errors import ConfigError
+from sniper.config_detectron import detectron_input_warnings
 from sniper.config_ranges import validate_numbers
 
 __all__ = ["HEAD_NORMS", "parse_scale_list", "parse_valid_ranges", "validate_cfg"]
+
+logger = logging.getLogger(__name__)
 
 Scale = float | tuple[float, float]
 CfgNode = Any  # an fvcore CfgNode with the keys of `sniper.config_defaults`
@@ -294,7 +298,7 @@ def _validate_caps(cfg: CfgNode) -> None:
 
 
 def validate_cfg(cfg: CfgNode) -> None:
-    """Check cross-key consistency and value ranges.
+    """Check cross-key consistency and value ranges; log `detectron_input_warnings`.
 
     Raises:
         ConfigError: "config key KEY = VALUE: reason" for the first offending key (a
@@ -302,6 +306,8 @@ def validate_cfg(cfg: CfgNode) -> None:
     """
     validate_numbers(cfg)
     _validate_model(cfg)
+    for warning in detectron_input_warnings(cfg):
+        logger.warning("%s", warning)
     _validate_solver_input(cfg)
     _validate_datasets(cfg)
     if "SNIPER" in cfg:

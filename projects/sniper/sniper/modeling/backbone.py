@@ -22,6 +22,7 @@ from fvcore.common.config import CfgNode
 from fvcore.common.registry import Registry
 from torch import Tensor, nn
 from torchvision.models._utils import IntermediateLayerGetter
+from torchvision.models.resnet import Bottleneck
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, FeaturePyramidNetwork
 
 from .norms import convert_norm, freeze_children, head_norm_layer
@@ -33,6 +34,7 @@ __all__ = [
     "LastLevelP6",
     "build_backbone",
     "mobilenet_v2_fpn",
+    "move_stride_to_1x1",
     "resnet18_fpn",
     "resnet50_fpn",
     "resnet101_fpn",
@@ -41,7 +43,8 @@ __all__ = [
 BACKBONE_REGISTRY = Registry("BACKBONE")
 BACKBONE_REGISTRY.__doc__ = (
     "Backbone builders: fn(norm, freeze_at, weights, out_channels, min_level, use_p6, "
-    "fpn_norm='') -> FPNBackbone. Registered names are the MODEL.BACKBONE.NAME values."
+    "fpn_norm='', stride_in_1x1=False) -> FPNBackbone. Registered names are the "
+    "MODEL.BACKBONE.NAME values."
 )
 
 
@@ -147,6 +150,27 @@ def _resnet_spec(arch: str, channels: tuple[int, int, int, int]) -> TrunkSpec:
     return TrunkSpec(arch, "", _RESNET_STAGES, channels)
 
 
+def move_stride_to_1x1(model: nn.Module, arch: str) -> None:
+    """Put the stride 2 of the first block of res3, res4 and res5 of the torchvision ResNet
+    `model` in its 1x1 conv (conv1) instead of its 3x3 (conv2), as the MSRA ResNets of
+    Detectron / detectron2 (STRIDE_IN_1X1); same output sizes, other features.
+
+    Raises:
+        ValueError: `model` is not a bottleneck ResNet (the message names `arch`).
+    """
+    layers = [getattr(model, f"layer{k}", None) for k in (2, 3, 4)]
+    if not all(isinstance(layer, nn.Sequential) for layer in layers) or not all(
+        isinstance(layer[0], Bottleneck) for layer in layers
+    ):
+        raise ValueError(
+            "MODEL.BACKBONE.STRIDE_IN_1X1 needs a bottleneck ResNet (resnet50_fpn, "
+            f"resnet101_fpn), not {arch}"
+        )
+    for layer in layers:
+        layer[0].conv1.stride = (2, 2)
+        layer[0].conv2.stride = (1, 1)
+
+
 def build_trunk_fpn(
     spec: TrunkSpec,
     norm: str,
@@ -156,15 +180,18 @@ def build_trunk_fpn(
     min_level: int,
     use_p6: bool,
     fpn_norm: str = "",
+    stride_in_1x1: bool = False,
 ) -> FPNBackbone:
-    """Build the torchvision trunk `spec.arch`, load `weights`, convert norms, freeze the
-    first `freeze_at` stages and put an FPN (levels min_level..5 [+6], norm `fpn_norm`) on
-    top."""
+    """Build the torchvision trunk `spec.arch`, move its strides into the 1x1 convs when
+    `stride_in_1x1` (`move_stride_to_1x1`), load `weights`, convert norms, freeze the first
+    `freeze_at` stages and put an FPN (levels min_level..5 [+6], norm `fpn_norm`) on top."""
     if not 0 <= freeze_at <= len(spec.stages):
         raise ValueError(f"freeze_at must be in [0, {len(spec.stages)}], got {freeze_at}")
     if min_level not in (2, 3, 4):
         raise ValueError(f"min_level must be 2, 3 or 4, got {min_level}")
     model = torchvision.models.get_model(spec.arch, weights=None)
+    if stride_in_1x1:
+        move_stride_to_1x1(model, spec.arch)
     load_trunk_weights(model, spec.arch, weights)
     container = getattr(model, spec.container) if spec.container else model
     container = convert_norm(container, norm)
@@ -186,10 +213,19 @@ def mobilenet_v2_fpn(
     min_level: int,
     use_p6: bool,
     fpn_norm: str = "",
+    stride_in_1x1: bool = False,
 ) -> FPNBackbone:
     """MobileNetV2 (features at strides 4/8/16/32 px: 24/32/96/320 ch) + FPN."""
     return build_trunk_fpn(
-        _MOBILENET_V2, norm, freeze_at, weights, out_channels, min_level, use_p6, fpn_norm
+        _MOBILENET_V2,
+        norm,
+        freeze_at,
+        weights,
+        out_channels,
+        min_level,
+        use_p6,
+        fpn_norm,
+        stride_in_1x1,
     )
 
 
@@ -202,6 +238,7 @@ def resnet18_fpn(
     min_level: int,
     use_p6: bool,
     fpn_norm: str = "",
+    stride_in_1x1: bool = False,
 ) -> FPNBackbone:
     """ResNet-18 (res2..res5: 64/128/256/512 ch) + FPN."""
     return build_trunk_fpn(
@@ -213,6 +250,7 @@ def resnet18_fpn(
         min_level,
         use_p6,
         fpn_norm,
+        stride_in_1x1,
     )
 
 
@@ -225,6 +263,7 @@ def resnet50_fpn(
     min_level: int,
     use_p6: bool,
     fpn_norm: str = "",
+    stride_in_1x1: bool = False,
 ) -> FPNBackbone:
     """ResNet-50 (res2..res5: 256/512/1024/2048 ch) + FPN."""
     return build_trunk_fpn(
@@ -236,6 +275,7 @@ def resnet50_fpn(
         min_level,
         use_p6,
         fpn_norm,
+        stride_in_1x1,
     )
 
 
@@ -248,6 +288,7 @@ def resnet101_fpn(
     min_level: int,
     use_p6: bool,
     fpn_norm: str = "",
+    stride_in_1x1: bool = False,
 ) -> FPNBackbone:
     """ResNet-101 (res2..res5: 256/512/1024/2048 ch) + FPN."""
     return build_trunk_fpn(
@@ -259,12 +300,14 @@ def resnet101_fpn(
         min_level,
         use_p6,
         fpn_norm,
+        stride_in_1x1,
     )
 
 
 def build_backbone(cfg: CfgNode) -> FPNBackbone:
     """Build MODEL.BACKBONE.NAME from BACKBONE_REGISTRY with the MODEL.BACKBONE/FPN keys
-    (MODEL.FPN.NORM is passed as `fpn_norm`)."""
+    (MODEL.FPN.NORM is passed as `fpn_norm`, MODEL.BACKBONE.STRIDE_IN_1X1 as
+    `stride_in_1x1`)."""
     b = cfg.MODEL.BACKBONE
     return BACKBONE_REGISTRY.get(b.NAME)(
         norm=b.NORM,
@@ -274,4 +317,5 @@ def build_backbone(cfg: CfgNode) -> FPNBackbone:
         min_level=cfg.MODEL.FPN.MIN_LEVEL,
         use_p6=cfg.MODEL.FPN.USE_P6,
         fpn_norm=cfg.MODEL.FPN.NORM,
+        stride_in_1x1=b.STRIDE_IN_1X1,
     )

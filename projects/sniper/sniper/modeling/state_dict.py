@@ -18,7 +18,13 @@ training checkpointer (`sniper.engine.checkpoint.Checkpointer`, through `read_ch
 - but a file of which *no* tensor fits the model (a classifier file, another backbone, an
   empty dict) is a `ValueError`: loading it would leave a random model;
 - a file that torch cannot read (truncated, empty, random bytes, or a pickle that
-  ``weights_only`` refuses) is a `ValueError` naming the file and the reason.
+  ``weights_only`` refuses) is a `ValueError` naming the file and the reason;
+- a ``.pkl`` path is a Detectron / Caffe2 file: read without executing code
+  (`sniper.modeling.detectron_pkl`), its blobs mapped onto the model
+  (`sniper.modeling.detectron_weights`); the report lists its unused blobs as unexpected
+  (by blob name), its dropped ``_momentum`` blobs and non-blob entries as dropped, and a
+  blob of another shape than its parameter is a `ValueError` naming both, except for the
+  class predictor (``cls_score``, ``bbox_pred``: another NUM_CLASSES), which is skipped.
 """
 
 from __future__ import annotations
@@ -34,13 +40,21 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .detectron_pkl import DetectronFile, is_detectron_file, read_detectron_pkl
+from .detectron_weights import convert_detectron_blobs, detector_blob_target, model_warnings
 from .torchvision_detection import (
     convert_torchvision_state,
     fetch_torchvision_detection,
     is_torchvision_name,
 )
 
-__all__ = ["LoadReport", "load_model_state", "load_model_weights", "read_checkpoint"]
+__all__ = [
+    "LoadReport",
+    "load_detectron_state",
+    "load_model_state",
+    "load_model_weights",
+    "read_checkpoint",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -64,14 +78,17 @@ class LoadReport:
     """What `load_model_state` did with each key (names after conversion, sorted).
 
     loaded: keys copied into the model; missing: model keys the file lacks (they keep their
-    initialization); unexpected: file keys the model lacks (ignored); mismatched: keys of
-    both whose shapes differ (skipped), as ``(key, file shape, model shape)``.
+    initialization); unexpected: file keys the model lacks (ignored; Detectron blob names
+    for a ``.pkl``); mismatched: keys of both whose shapes differ (skipped), as ``(key, file
+    shape, model shape)``; dropped: file entries left out on purpose (a Detectron file's
+    ``_momentum`` blobs and non-blob entries such as ``cfg``).
     """
 
     loaded: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
 
     def table(self) -> str:
         """A text table: one row per status with the number of tensors and their names
@@ -89,6 +106,8 @@ class LoadReport:
                 ),
             ),
         ]
+        if self.dropped:
+            rows.append(("dropped", len(self.dropped), _grouped(self.dropped)))
         width = max(len(r[0]) for r in rows)
         lines = [f"{'status':<{width}} | tensors | keys"]
         lines += [f"{name:<{width}} | {count:>7} | {keys or '-'}" for name, count, keys in rows]
@@ -97,7 +116,8 @@ class LoadReport:
 
 def read_checkpoint(path: str, what: str = "checkpoint") -> dict[str, Any]:
     """The dict saved in ``path`` (CPU tensors, ``weights_only=True``); for a
-    ``torchvision://NAME`` path, ``{"model": <torchvision's state dict>}`` from its cache.
+    ``torchvision://NAME`` path, ``{"model": <torchvision's state dict>}`` from its cache;
+    for a Detectron ``.pkl``, ``{"model": DetectronFile}`` (its blobs, read safely).
 
     Args:
         path: a file written by ``torch.save``, or ``torchvision://NAME``.
@@ -106,10 +126,14 @@ def read_checkpoint(path: str, what: str = "checkpoint") -> dict[str, Any]:
     Raises:
         FileNotFoundError: naming ``path`` when it is not a file (or not in the cache).
         ValueError: the file is not readable by torch (the message names the file and the
-            reason) or does not hold a dict; an unknown torchvision name.
+            reason) or does not hold a dict; an unknown torchvision name; a Detectron file
+            that is not a plain pickle of numeric arrays
+            (`sniper.modeling.detectron_pkl.DetectronPickleError`).
     """
     if is_torchvision_name(path):
         return {"model": fetch_torchvision_detection(path)}
+    if is_detectron_file(path):
+        return {"model": read_detectron_pkl(path, what=what)}
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} {path!r} not found")
     logger.info("loading %s %s", what, path)
@@ -154,7 +178,8 @@ def load_model_state(
     Args:
         model: the model itself, not a DistributedDataParallel wrapper.
         state: parameter and buffer tensors by name (``model.state_dict()`` keys, possibly
-            with a ``"module."`` prefix, or torchvision detection names).
+            with a ``"module."`` prefix, or torchvision detection names), or the
+            `DetectronFile` of a ``.pkl`` (`load_detectron_state`).
         source: how error messages name the file (e.g. "MODEL.WEIGHTS file 'x.pth'").
 
     Returns:
@@ -165,6 +190,8 @@ def load_model_state(
         ValueError: ``state`` is not a dict of tensors, or no tensor of it fits the model
             (same name and shape) while the model has some: nothing would be loaded.
     """
+    if isinstance(state, DetectronFile):
+        return load_detectron_state(model, state, source)
     if not isinstance(state, dict):
         raise ValueError(f"{source}: expected a state dict, got {type(state).__name__}")
     bad = next(
@@ -204,6 +231,52 @@ def load_model_state(
             len(report.missing),
             len(report.unexpected),
         )
+    return report
+
+
+_PREDICTOR = "roi_heads.box_predictor."
+
+
+def load_detectron_state(model: nn.Module, file: DetectronFile, source: str) -> LoadReport:
+    """Load the blobs of a Detectron file into the detector ``model`` (module doc).
+
+    Returns:
+        The `LoadReport`: unexpected = unused blob names; mismatched = predictor keys of
+        another shape (``(key, blob shape, model shape)``), skipped; dropped = the file's
+        ``_momentum`` blobs and non-blob entries. Logged as a table, with the warnings of
+        `sniper.modeling.detectron_weights.model_warnings`.
+
+    Raises:
+        ValueError: a blob outside the class predictor has another shape than its
+            parameter (every such blob named with both shapes), or no blob fits the model.
+    """
+    converted = convert_detectron_blobs(file, model, detector_blob_target(model))
+    wrong = [m for m in converted.mismatched if not m[1].startswith(_PREDICTOR)]
+    if wrong:
+        raise ValueError(
+            f"{source} does not fit this model (another depth, width or head?): "
+            + "; ".join(f"blob {b!r} has shape {s}, {k} expects {o}" for b, k, s, o in wrong)
+        )
+    if not converted.state:
+        raise ValueError(
+            f"{source} has no blob that fits this model ({len(file.blobs)} blobs, e.g. "
+            f"{', '.join(sorted(file.blobs)[:3]) or 'none'})"
+        )
+    report = LoadReport(unexpected=converted.unused, dropped=sorted(file.momentum + file.ignored))
+    for blob, key, shape, own in converted.mismatched:
+        logger.warning(
+            "skip Detectron blob %s -> %s: shape %s != model shape %s", blob, key, shape, own
+        )
+        report.mismatched.append((key, shape, own))
+    result = model.load_state_dict(converted.state, strict=False)
+    skipped = {key for key, _, _ in report.mismatched}
+    report.missing = sorted(
+        k for k in set(result.missing_keys) - skipped if not k.endswith(".num_batches_tracked")
+    )
+    report.loaded = sorted(converted.state)
+    logger.info("Detectron blobs loaded into %s:\n%s", type(model).__name__, report.table())
+    for warning in model_warnings(model):
+        logger.warning("%s: %s", source, warning)
     return report
 
 

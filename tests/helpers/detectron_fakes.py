@@ -22,6 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from sniper.config import setup_cfg
+from sniper.modeling import build_model
+
 __all__ = [
     "detector_blobs",
     "py2_pickle_bytes",
@@ -139,3 +142,44 @@ def py2_pickle_bytes(obj: Any) -> bytes:
     data = buffer.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
     assert b"numpy.core.multiarray" in data and b"_codecs" not in data
     return data
+
+
+# The small Detectron-convention model of the Detectron weight tests.
+ROOT = Path(__file__).resolve().parents[2]
+DETECTRON_CONFIG = str(ROOT / "configs" / "sniper" / "coco_R50_FPN_detectron.yaml")
+SIDE = 128
+DETECTRON_SMALL_OPTS = [
+    *("MODEL.BACKBONE.WEIGHTS", "", "MODEL.NUM_CLASSES", "3", "MODEL.FPN.OUT_CHANNELS", "32"),
+    *("MODEL.ROI_BOX_HEAD.FC_DIM", "48", "MODEL.RPN.PRE_NMS_TOPK_TEST", "200"),
+    *("MODEL.RPN.POST_NMS_TOPK_TEST", "100", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.001"),
+    *("TEST.MAX_DETS_PER_IMAGE", "100", "SNIPER.DETECTIONS_PER_IMAGE", "100"),
+    *("SNIPER.TEST_SCALES", "[1.0]", "SNIPER.TEST_VALID_RANGES", "[[-1, -1]]"),
+]
+
+
+def detectron_cfg(*opts: str) -> Any:
+    """The Detectron config with the small-model overrides and `opts`."""
+    return setup_cfg(DETECTRON_CONFIG, [*DETECTRON_SMALL_OPTS, *opts])
+
+
+def source_model(seed: int = 0) -> torch.nn.Module:
+    """A random detector of ours with random norm statistics and small box deltas / logits,
+    so that random features still give many detections."""
+    torch.manual_seed(seed)
+    model = build_model(detectron_cfg()).eval()
+    randomize_norms(model, seed + 1)
+    with torch.no_grad():
+        for layer in (model.rpn.head.bbox_pred, model.roi_heads.box_predictor.bbox_pred):
+            layer.weight.mul_(1e-3)
+        model.roi_heads.box_predictor.cls_score.weight.mul_(1e-2)
+    return model
+
+
+def random_image(seed: int = 1) -> torch.Tensor:
+    """A float (3, SIDE, SIDE) image in 0-255."""
+    return torch.rand(3, SIDE, SIDE, generator=torch.Generator().manual_seed(seed)) * 255
+
+
+def momentum_blobs(blobs: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+    """Zero ``<name>_momentum`` blobs for `names`, as Detectron checkpoints carry."""
+    return {f"{n}_momentum": np.zeros_like(blobs[n]) for n in names}

@@ -17,22 +17,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torchvision
 from detectron_fakes import (
+    SIDE,
     detector_blobs,
+    detectron_cfg,
+    momentum_blobs,
     py2_pickle_bytes,
-    randomize_norms,
-    trunk_blobs,
+    random_image,
+    source_model,
     write_pickle,
 )
-from torchvision.models.detection.rpn import concat_box_prediction_layers
-from torchvision.models.resnet import resnet18
 
-from sniper.config import setup_cfg
 from sniper.engine.checkpoint import load_eval_weights
 from sniper.inference.predictor import SniperPredictor
 from sniper.modeling import build_model
-from sniper.modeling.backbone import build_backbone, move_stride_to_1x1
+from sniper.modeling.backbone import build_backbone
 from sniper.modeling.detectron_names import (
     AFFINE_BIAS,
     AFFINE_SCALE,
@@ -45,53 +44,16 @@ from sniper.modeling.detectron_names import (
 )
 from sniper.modeling.detectron_pkl import DetectronPickleError, read_detectron_pkl
 from sniper.modeling.state_dict import load_model_weights
-from sniper.modeling.weights import load_trunk_weights
-
-ROOT = Path(__file__).resolve().parents[2]
-CONFIG = str(ROOT / "configs" / "sniper" / "coco_R50_FPN_detectron.yaml")
-SIDE = 128
-SMALL = [
-    *("MODEL.BACKBONE.WEIGHTS", "", "MODEL.NUM_CLASSES", "3", "MODEL.FPN.OUT_CHANNELS", "32"),
-    *("MODEL.ROI_BOX_HEAD.FC_DIM", "48", "MODEL.RPN.PRE_NMS_TOPK_TEST", "200"),
-    *("MODEL.RPN.POST_NMS_TOPK_TEST", "100", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.001"),
-    *("TEST.MAX_DETS_PER_IMAGE", "100", "SNIPER.DETECTIONS_PER_IMAGE", "100"),
-    *("SNIPER.TEST_SCALES", "[1.0]", "SNIPER.TEST_VALID_RANGES", "[[-1, -1]]"),
-]
-
-
-def _cfg(*opts: str):
-    return setup_cfg(CONFIG, [*SMALL, *opts])
-
-
-def _source_model(seed: int = 0) -> torch.nn.Module:
-    """A random detector of ours with random norm statistics and small box deltas / logits,
-    so that random features still give many detections."""
-    torch.manual_seed(seed)
-    model = build_model(_cfg()).eval()
-    randomize_norms(model, seed + 1)
-    with torch.no_grad():
-        for layer in (model.rpn.head.bbox_pred, model.roi_heads.box_predictor.bbox_pred):
-            layer.weight.mul_(1e-3)
-        model.roi_heads.box_predictor.cls_score.weight.mul_(1e-2)
-    return model
-
-
-def _image(seed: int = 1) -> torch.Tensor:
-    return torch.rand(3, SIDE, SIDE, generator=torch.Generator().manual_seed(seed)) * 255
 
 
 @pytest.fixture(scope="module")
 def source() -> torch.nn.Module:
-    return _source_model()
+    return source_model()
 
 
 @pytest.fixture(scope="module")
 def blobs(source) -> dict[str, np.ndarray]:
     return detector_blobs(source)
-
-
-def _momentum(blobs: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
-    return {f"{n}_momentum": np.zeros_like(blobs[n]) for n in names}
 
 
 # ---------------------------------------------------------------------------------------
@@ -100,7 +62,7 @@ def _momentum(blobs: dict[str, np.ndarray], names: list[str]) -> dict[str, np.nd
 
 @pytest.mark.parametrize("form", ["blobs", "flat", "python2"])
 def test_detector_pickle_gives_identical_features_and_detections(source, blobs, form, tmp_path):
-    momentum = _momentum(blobs, ["fc6_w", "conv1_w"])
+    momentum = momentum_blobs(blobs, ["fc6_w", "conv1_w"])
     path = tmp_path / "model_final.pkl"
     if form == "blobs":
         write_pickle(path, {"blobs": {**blobs, **momentum}, "cfg": "MODEL:\n  TYPE: rcnn\n"})
@@ -109,7 +71,7 @@ def test_detector_pickle_gives_identical_features_and_detections(source, blobs, 
     else:  # Python 2 era: names and array buffers as str, numpy.core.multiarray
         raw = {k.encode(): v for k, v in {**blobs, **momentum}.items()}
         path.write_bytes(py2_pickle_bytes({b"blobs": raw, b"cfg": b"MODEL: {}"}))
-    cfg = _cfg("MODEL.WEIGHTS", str(path))
+    cfg = detectron_cfg("MODEL.WEIGHTS", str(path))
     torch.manual_seed(123)  # another random init: everything must come from the file
     model = build_model(cfg).eval()
     report = load_model_weights(model, cfg.MODEL.WEIGHTS)
@@ -117,7 +79,7 @@ def test_detector_pickle_gives_identical_features_and_detections(source, blobs, 
     assert set(report.loaded) == set(source.state_dict())
     dropped = {"blobs": ["cfg"], "flat": ["__author__"], "python2": ["cfg"]}[form]
     assert report.dropped == sorted(["conv1_w_momentum", "fc6_w_momentum", *dropped])
-    image = _image()
+    image = random_image()
     with torch.no_grad():
         ours = source.backbone(source.transform([image])[0].tensors)
         got = model.backbone(model.transform([image])[0].tensors)
@@ -136,7 +98,7 @@ def test_predictor_on_the_pickle_equals_the_predictor_on_our_checkpoint(source, 
     torch.save({"model": source.state_dict()}, pth)
     pkl = write_pickle(tmp_path / "model_final.pkl", {"blobs": blobs})
     image = (np.random.default_rng(3).random((SIDE, SIDE + 32, 3)) * 255).astype(np.uint8)
-    outs = [SniperPredictor(_cfg("MODEL.WEIGHTS", str(p)))(image) for p in (pth, pkl)]
+    outs = [SniperPredictor(detectron_cfg("MODEL.WEIGHTS", str(p)))(image) for p in (pth, pkl)]
     assert len(outs[0]["boxes"]) > 10
     for key in ("boxes", "scores", "classes"):
         np.testing.assert_array_equal(outs[1][key], outs[0][key])
@@ -145,7 +107,7 @@ def test_predictor_on_the_pickle_equals_the_predictor_on_our_checkpoint(source, 
 def test_checkpointer_loads_the_pickle_for_eval_only(source, blobs, tmp_path):
     pkl = write_pickle(tmp_path / "model_final.pkl", {"blobs": blobs})
     torch.manual_seed(9)
-    model = build_model(_cfg()).eval()
+    model = build_model(detectron_cfg()).eval()
     assert load_eval_weights(model, str(tmp_path / "out"), str(pkl), resume=False) == str(pkl)
     own = model.state_dict()
     for key, value in source.state_dict().items():
@@ -166,7 +128,7 @@ def test_missing_unused_and_mismatched_blobs_are_reported(blobs, tmp_path, caplo
     changed["cls_score_w"] = np.zeros((81, 48), np.float32)
     path = write_pickle(tmp_path / "other_classes.pkl", {"blobs": changed})
     torch.manual_seed(5)
-    model = build_model(_cfg()).eval()
+    model = build_model(detectron_cfg()).eval()
     before = model.roi_heads.box_predictor.cls_score.weight.clone()
     with caplog.at_level(logging.INFO, logger="sniper.modeling"):
         report = load_model_weights(model, str(path))
@@ -181,7 +143,7 @@ def test_missing_unused_and_mismatched_blobs_are_reported(blobs, tmp_path, caplo
 def test_a_blob_of_another_shape_is_an_error_naming_blob_and_shapes(blobs, tmp_path):
     changed = {**blobs, "res2_0_branch2a_w": np.zeros((64, 64, 3, 3), np.float32)}
     path = write_pickle(tmp_path / "wrong.pkl", {"blobs": changed})
-    model = build_model(_cfg())
+    model = build_model(detectron_cfg())
     with pytest.raises(ValueError) as err:
         load_model_weights(model, str(path))
     assert (
@@ -196,13 +158,13 @@ def test_two_spellings_of_one_layer_are_refused(blobs, tmp_path):
     changed = {**blobs, top.replace("_sum_", "_sum_lateral_"): blobs[top]}
     path = write_pickle(tmp_path / "twice.pkl", {"blobs": changed})
     with pytest.raises(ValueError, match="both map to backbone.fpn.inner_blocks.3.0"):
-        load_model_weights(build_model(_cfg()), str(path))
+        load_model_weights(build_model(detectron_cfg()), str(path))
 
 
 def test_a_file_of_no_fitting_blob_is_refused(tmp_path):
     path = write_pickle(tmp_path / "other.pkl", {"blobs": {"foo_w": np.zeros(3, np.float32)}})
     with pytest.raises(ValueError, match="has no blob that fits this model"):
-        load_model_weights(build_model(_cfg()), str(path))
+        load_model_weights(build_model(detectron_cfg()), str(path))
 
 
 # ---------------------------------------------------------------------------------------
@@ -223,10 +185,10 @@ def test_a_pickle_with_a_code_global_is_refused_without_running_it(tmp_path):
     path.write_bytes(pickle.dumps({"blobs": {"conv1_w": _Evil(marker)}}, protocol=2))
     module = os.system.__module__  # "posix" on Linux
     with pytest.raises(DetectronPickleError) as err:
-        load_model_weights(build_model(_cfg()), str(path))
+        load_model_weights(build_model(detectron_cfg()), str(path))
     assert f"refers to the global {module}.system" in str(err.value)
     assert str(path) in str(err.value) and "MODEL.WEIGHTS file" in str(err.value)
-    cfg = _cfg("MODEL.BACKBONE.WEIGHTS", str(path))
+    cfg = detectron_cfg("MODEL.BACKBONE.WEIGHTS", str(path))
     with pytest.raises(DetectronPickleError, match=f"MODEL.BACKBONE.WEIGHTS file .*{module}"):
         build_backbone(cfg)
     assert not marker.exists()
@@ -261,189 +223,7 @@ def test_unreadable_and_missing_files_are_named(tmp_path):
     with pytest.raises(DetectronPickleError, match="torch.pkl"):
         read_detectron_pkl(str(torch_file))
     with pytest.raises(FileNotFoundError, match="nope.pkl"):
-        load_model_weights(build_model(_cfg()), str(tmp_path / "nope.pkl"))
-
-
-# ---------------------------------------------------------------------------------------
-# ImageNet trunk (R-50.pkl) through MODEL.BACKBONE.WEIGHTS
-
-
-def _imagenet_resnet50(seed: int) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    model = torchvision.models.resnet50()
-    move_stride_to_1x1(model, "resnet50")  # MSRA's ResNet
-    randomize_norms(model, seed)
-    return model.eval()
-
-
-def test_imagenet_pickle_into_the_backbone_gives_the_same_trunk_features(tmp_path):
-    reference = _imagenet_resnet50(4)
-    blobs = trunk_blobs(reference)
-    blobs["fc1000_w"] = reference.fc.weight.detach().numpy().copy()
-    blobs["fc1000_b"] = reference.fc.bias.detach().numpy().copy()
-    path = write_pickle(tmp_path / "R-50.pkl", blobs)
-    cfg = _cfg("MODEL.BACKBONE.WEIGHTS", str(path))
-    torch.manual_seed(77)
-    backbone = build_backbone(cfg).eval()
-    assert tuple(backbone.body.layer3[0].conv1.stride) == (2, 2)
-    rgb = _image(2)
-    mean = torch.tensor([122.7717, 115.9465, 102.9801]).view(3, 1, 1)
-    x = (rgb - mean)[None]
-    getter = torchvision.models._utils.IntermediateLayerGetter(
-        reference, {"layer1": "p2", "layer2": "p3", "layer3": "p4", "layer4": "p5"}
-    )
-    with torch.no_grad():
-        expected, got = getter(x), backbone.body(x)
-        # Detectron's view of the same image: BGR minus the BGR mean, its own conv1 blob
-        bgr = torch.nn.functional.conv2d(
-            x.flip(1), torch.from_numpy(blobs["conv1_w"]), stride=2, padding=3
-        )
-        ours = torch.nn.functional.conv2d(x, backbone.body.conv1.weight, stride=2, padding=3)
-    torch.testing.assert_close(bgr, ours, rtol=1e-5, atol=1e-4)  # same sums, other order
-    for name in ("p2", "p3", "p4", "p5"):
-        # BatchNorm (reference) and FrozenBN (ours) round differently: 1e-5 of the range
-        tol = 1e-5 * float(expected[name].abs().max())
-        torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=tol)
-
-
-def test_imagenet_pickle_reports_fc1000_unused_and_momentum(tmp_path, caplog):
-    reference = _imagenet_resnet50(6)
-    blobs = trunk_blobs(reference)
-    blobs["fc1000_w"] = np.zeros((1000, 2048), np.float32)
-    blobs["fc1000_b"] = np.zeros(1000, np.float32)
-    blobs["res2_0_branch2a_w_momentum"] = np.zeros_like(blobs["res2_0_branch2a_w"])
-    path = write_pickle(tmp_path / "R-50.pkl", blobs)
-    classifier = torchvision.models.resnet50()
-    with caplog.at_level(logging.INFO, logger="sniper.modeling"):
-        missing, unused = load_trunk_weights(classifier, "resnet50", str(path))
-    assert missing == ["fc.bias", "fc.weight"]
-    assert unused == ["fc1000_b", "fc1000_w"]
-    assert read_detectron_pkl(str(path)).momentum == ["res2_0_branch2a_w_momentum"]
-    assert "1 _momentum blobs dropped" in caplog.text
-    # torchvision strides in the 3x3 conv: the loader says so
-    assert "set MODEL.BACKBONE.STRIDE_IN_1X1 True" in caplog.text
-    assert torch.equal(classifier.bn1.running_mean, torch.zeros(64))
-    assert torch.equal(classifier.bn1.running_var + classifier.bn1.eps, torch.ones(64))
-
-
-def test_detector_pickle_as_backbone_weights_takes_only_its_trunk(source, blobs, tmp_path):
-    path = write_pickle(tmp_path / "model_final.pkl", {"blobs": blobs})
-    classifier = torchvision.models.resnet50()
-    missing, unused = load_trunk_weights(classifier, "resnet50", str(path))
-    assert missing == ["fc.bias", "fc.weight"]
-    assert set(unused) == {k for k in blobs if not k.startswith(("res", "conv1_w"))}
-    torch.testing.assert_close(
-        classifier.layer4[2].conv3.weight, source.backbone.body.layer4[2].conv3.weight
-    )
-
-
-def test_detectron_trunks_are_bottleneck_resnets_only(tmp_path):
-    path = write_pickle(tmp_path / "R-50.pkl", {"conv1_w": np.zeros((64, 3, 7, 7), np.float32)})
-    cfg = _cfg(
-        "MODEL.BACKBONE.NAME",
-        "mobilenet_v2_fpn",
-        "MODEL.BACKBONE.WEIGHTS",
-        str(path),
-        "MODEL.BACKBONE.STRIDE_IN_1X1",
-        "False",
-    )
-    with pytest.raises(ValueError, match="bottleneck ResNets .* not mobilenet_v2"):
-        build_backbone(cfg)
-    with pytest.raises(ValueError, match="STRIDE_IN_1X1 needs a bottleneck ResNet .* resnet18"):
-        move_stride_to_1x1(resnet18(), "resnet18")
-
-
-def test_wrong_trunk_shape_is_an_error_naming_blob_and_shapes(tmp_path):
-    blobs = trunk_blobs(_imagenet_resnet50(8))
-    blobs["res5_0_branch1_bn_s"] = np.ones(1024, np.float32)
-    path = write_pickle(tmp_path / "R-50.pkl", blobs)
-    with pytest.raises(ValueError) as err:
-        load_trunk_weights(torchvision.models.resnet50(), "resnet50", str(path))
-    assert "blob 'res5_0_branch1_bn_s' has shape (1024,), layer4.0.downsample.1.weight " in str(
-        err.value
-    )
-    assert "expects (2048,)" in str(err.value)
-
-
-# ---------------------------------------------------------------------------------------
-# Norms other than FrozenBN
-
-
-@pytest.mark.parametrize("norm", ["BN", "SN"])
-def test_trained_norms_start_from_the_affine_with_identity_statistics(norm, tmp_path, caplog):
-    blobs = trunk_blobs(_imagenet_resnet50(10))
-    path = write_pickle(tmp_path / "R-50.pkl", blobs)
-    cfg = _cfg("MODEL.BACKBONE.WEIGHTS", str(path), "MODEL.BACKBONE.NORM", norm)
-    with caplog.at_level(logging.INFO, logger="sniper.modeling"):
-        backbone = build_backbone(cfg)
-    layer = backbone.body.layer2[0].bn2
-    assert type(layer).__name__ == ("BatchNorm2d" if norm == "BN" else "SwitchNorm2d")
-    assert torch.equal(layer.weight.detach(), torch.from_numpy(blobs["res3_0_branch2b_bn_s"]))
-    assert torch.equal(layer.bias.detach(), torch.from_numpy(blobs["res3_0_branch2b_bn_b"]))
-    assert torch.equal(layer.running_mean, torch.zeros(128))
-    assert torch.equal(layer.running_var, torch.full((128,), 1 - layer.eps))
-    assert "Detectron AffineChannel (s, b) -> BatchNorm2d with weight=s, bias=b" in caplog.text
-
-
-def test_group_norm_models_keep_their_init_and_say_why(blobs, tmp_path, caplog):
-    path = write_pickle(tmp_path / "model_final.pkl", {"blobs": blobs})
-    model = build_model(_cfg("MODEL.BACKBONE.NORM", "GN", "MODEL.BACKBONE.FREEZE_AT", "0"))
-    with caplog.at_level(logging.INFO, logger="sniper.modeling"):
-        report = load_model_weights(model, str(path))
-    assert set(report.unexpected) == {k for k in blobs if k.endswith(("_bn_s", "_bn_b"))}
-    assert "no GroupNorm equivalent" in caplog.text
-    assert "backbone.body.layer1.0.bn1.weight" in report.missing
-
-
-# ---------------------------------------------------------------------------------------
-# Conventions: the config check, the RPN layout
-
-
-def test_config_warns_when_pixels_or_strides_do_not_match_detectron(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="sniper"):
-        _cfg("MODEL.WEIGHTS", "m.pkl")
-    assert caplog.records == []
-    with caplog.at_level(logging.WARNING, logger="sniper"):
-        _cfg(
-            "MODEL.WEIGHTS",
-            "m.pkl",
-            "MODEL.PIXEL_STD",
-            "[58.395, 57.12, 57.375]",
-            "MODEL.BACKBONE.STRIDE_IN_1X1",
-            "False",
-        )
-    text = caplog.text
-    assert (
-        "MODEL.WEIGHTS 'm.pkl' is a Detectron file: Detectron weights expect MODEL.PIXEL_MEAN"
-        in text
-    )
-    assert "got [122.7717, 115.9465, 102.9801] and [58.395, 57.12, 57.375]" in text
-    assert "set MODEL.BACKBONE.STRIDE_IN_1X1 True" in text
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="sniper"):
-        setup_cfg("", ["MODEL.BACKBONE.WEIGHTS", "x.pth"])
-    assert caplog.records == []
-
-
-def test_loading_into_a_model_of_other_pixels_warns(blobs, tmp_path, caplog):
-    path = write_pickle(tmp_path / "model_final.pkl", {"blobs": blobs})
-    model = build_model(
-        _cfg("MODEL.PIXEL_MEAN", "[102.9801, 115.9465, 122.7717]")  # BGR order: wrong here
-    )
-    with caplog.at_level(logging.WARNING, logger="sniper.modeling"):
-        load_model_weights(model, str(path))
-    assert "expect MODEL.PIXEL_MEAN [122.7717, 115.9465, 102.9801]" in caplog.text
-
-
-def test_rpn_deltas_are_per_anchor_as_in_detectron():
-    """Detectron's GenerateProposals reads (4A, H, W) as (H, W, A, 4): channel 4a + k is
-    coordinate k of anchor a; torchvision's RPN reads it the same way."""
-    cls = torch.zeros(1, 3, 2, 1)
-    deltas = torch.arange(24.0).view(1, 12, 2, 1)
-    _, flat = concat_box_prediction_layers([cls], [deltas])
-    expected = deltas[0].permute(1, 2, 0).reshape(-1, 4)  # (H, W, 4A) -> rows of 4
-    assert torch.equal(flat, expected)
-    assert flat[:3].tolist() == [[0, 2, 4, 6], [8, 10, 12, 14], [16, 18, 20, 22]]
+        load_model_weights(build_model(detectron_cfg()), str(tmp_path / "nope.pkl"))
 
 
 # ---------------------------------------------------------------------------------------
